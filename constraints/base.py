@@ -1,0 +1,53 @@
+"""The interface every model engine implements. Adding an engine is adding a module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from constraints.labelset import LabelSet
+
+
+@dataclass(frozen=True)
+class Query:
+    """One model input, split so the shared part can be cached across tasks.
+
+    ``prefix`` is the text that does not depend on the task (instruction, label list, demonstrations);
+    ``body`` is the task-dependent rest. The engine wraps ``prefix + body`` in the model's chat template,
+    if it has one, and scores or generates the answer after it.
+    """
+
+    prefix: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.body
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The labels chosen for one Choices control, with the model's probabilities."""
+
+    labels: tuple[str, ...]  # Label Studio values, label-set order, distinct
+    score: float  # probability of this decision, in (0, 1]
+    probs: dict[str, float] = field(default_factory=dict)  # single: P(label); multiple: P(label applies)
+
+
+class EngineNotReady(RuntimeError):
+    """The model is still loading."""
+
+
+class Engine(Protocol):
+    name: str
+    model_id: str
+
+    def decide(self, queries: list[Query], label_set: LabelSet) -> list[Decision]:
+        """Choose labels for each query; batched; one decision per query, same order."""
+        ...
+
+    def generate(self, queries: list[Query], max_tokens: int) -> list[str]:
+        """Free-text answers (one line each) for each query."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...

