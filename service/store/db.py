@@ -1,0 +1,92 @@
+"""One database engine per process, Alembic migrations run in code, and the session dependency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from alembic import command
+from alembic.config import Config
+from fastapi import Depends
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, create_engine
+
+from service.settings import settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """A new engine for ``url``; SQLite gets cross-thread use, WAL, a busy timeout and foreign keys."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if parsed.database in (None, "", ":memory:"):
+        kwargs["poolclass"] = StaticPool  # one shared connection, or every session sees an empty database
+    else:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the configured database); replaced if the URL changes."""
+    global _engine
+    url = url or settings.resolved_database_url()
+    with _lock:
+        if _engine is None or _engine.url.render_as_string(hide_password=False) != url:
+            if _engine is not None:
+                _engine.dispose()
+            _engine = create_db_engine(url)
+        return _engine
+
+
+def dispose_engine() -> None:
+    global _engine
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic configuration built in code: no alembic.ini needed at run time."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", (url or settings.resolved_database_url()).replace("%", "%%"))
+    return config
+
+
+def migrate(url: str | None = None) -> None:
+    """Bring the database at ``url`` (default: the configured one) to the latest schema; idempotent."""
+    engine = get_engine(url)
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def get_session() -> Iterator[Session]:
+    with Session(get_engine()) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,138 @@
+"""The store's tables: projects, prompt versions, predictions and annotations, with their API shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+# Constraint names fixed by convention, so migrations can name what they alter on every database.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PromptSource = Literal["default", "annotator", "agent", "user"]
+PROMPT_SOURCES: tuple[str, ...] = ("default", "annotator", "agent", "user")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    """A timezone-aware timestamp column (naive on SQLite, which keeps no zone; values are UTC)."""
+    return Field(sa_type=sa.DateTime(timezone=True), **kwargs)
+
+
+# Projects
+
+
+class ProjectBase(SQLModel):
+    label_config: str = Field(default="", sa_type=sa.Text)
+
+
+class Project(ProjectBase, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class ProjectPublic(ProjectBase):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# Prompt versions
+
+
+class PromptVersionBase(SQLModel):
+    text: str = Field(sa_type=sa.Text)
+    source: str = Field(default="default", max_length=16)  # one of PROMPT_SOURCES
+    author: str | None = Field(default=None, max_length=255)
+    note: str | None = Field(default=None, sa_type=sa.Text)
+    metrics: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class PromptVersion(PromptVersionBase, table=True):
+    __tablename__ = "prompt_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=64)
+    parent_id: int | None = Field(default=None, foreign_key="prompt_version.id")
+    is_active: bool = Field(default=False)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class PromptVersionPublic(PromptVersionBase):
+    id: int
+    project_id: str
+    parent_id: int | None
+    is_active: bool
+    created_at: datetime
+
+
+# Predictions
+
+
+class PredictionBase(SQLModel):
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=64)
+    task_id: int | None = Field(default=None)  # None for ad-hoc tasks sent without an id
+    prompt_version_id: int = Field(foreign_key="prompt_version.id", index=True)
+    model_version: str = Field(max_length=255)
+    labels: dict[str, list[str]] = Field(default_factory=dict, sa_type=sa.JSON)
+    response: str | None = Field(default=None, sa_type=sa.Text)
+    result: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    score: float = 0.0
+    latency_s: float = 0.0
+
+
+class Prediction(PredictionBase, table=True):
+    __table_args__ = (sa.UniqueConstraint("project_id", "task_id", "model_version", name="uq_prediction_task_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class PredictionCreate(PredictionBase):
+    pass
+
+
+class PredictionPublic(PredictionBase):
+    id: int
+    created_at: datetime
+
+
+# Annotations (copied from Label Studio's webhooks)
+
+
+class AnnotationBase(SQLModel):
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=64)
+    task_id: int = Field(index=True)
+    choices: dict[str, list[str]] = Field(default_factory=dict, sa_type=sa.JSON)
+    prompt_text: str | None = Field(default=None, sa_type=sa.Text)
+    completed_by: int | None = None
+    result: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    lead_time: float | None = None
+    ls_created_at: datetime | None = _ts(default=None)
+    ls_updated_at: datetime | None = _ts(default=None)
+
+
+class Annotation(AnnotationBase, table=True):
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # Label Studio's id
+    stored_at: datetime = _ts(default_factory=utcnow)
+
+
+class AnnotationCreate(AnnotationBase):
+    id: int
+
+
+class AnnotationPublic(AnnotationBase):
+    id: int
+    stored_at: datetime

@@ -1,0 +1,200 @@
+"""Reads and writes of the store: plain functions over a Session. Each write commits its own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlmodel import Session, col, delete, select
+
+from service.store.models import (
+    PROMPT_SOURCES,
+    Annotation,
+    AnnotationCreate,
+    Prediction,
+    PredictionCreate,
+    Project,
+    PromptVersion,
+    utcnow,
+)
+
+# Projects
+
+
+def upsert_project(session: Session, project_id: str, label_config: str | None = None) -> Project:
+    """Create the project, or update its label config when one is given and differs."""
+    project = session.get(Project, project_id)
+    if project is None:
+        project = Project(id=project_id, label_config=label_config or "")
+    elif label_config is not None and label_config != project.label_config:
+        project.label_config = label_config
+        project.updated_at = utcnow()
+    else:
+        return project
+    session.add(project)
+    session.commit()
+    session.refresh(project)
+    return project
+
+
+def get_project(session: Session, project_id: str) -> Project | None:
+    return session.get(Project, project_id)
+
+
+# Prompt versions
+
+
+def active_prompt(session: Session, project_id: str) -> PromptVersion | None:
+    statement = select(PromptVersion).where(
+        PromptVersion.project_id == project_id, col(PromptVersion.is_active).is_(True)
+    )
+    return session.exec(statement.order_by(col(PromptVersion.id).desc())).first()
+
+
+def list_prompt_versions(session: Session, project_id: str) -> list[PromptVersion]:
+    statement = select(PromptVersion).where(PromptVersion.project_id == project_id)
+    return list(session.exec(statement.order_by(col(PromptVersion.id))))
+
+
+def find_prompt(session: Session, project_id: str, text: str) -> PromptVersion | None:
+    """The version of ``project_id`` whose text is ``text`` (compared after stripping), if any."""
+    statement = select(PromptVersion).where(PromptVersion.project_id == project_id, PromptVersion.text == text.strip())
+    return session.exec(statement.order_by(col(PromptVersion.id))).first()
+
+
+def _set_active(session: Session, version: PromptVersion) -> None:
+    others = select(PromptVersion).where(
+        PromptVersion.project_id == version.project_id,
+        col(PromptVersion.is_active).is_(True),
+        PromptVersion.id != version.id,
+    )
+    for other in session.exec(others):
+        other.is_active = False
+        session.add(other)
+    version.is_active = True
+    session.add(version)
+
+
+def record_prompt(
+    session: Session,
+    project_id: str,
+    text: str,
+    source: str,
+    author: str | None = None,
+    parent_id: int | None = None,
+    activate: bool = False,
+    note: str | None = None,
+) -> PromptVersion:
+    """Store a prompt version, or return the project's existing version with the same text.
+
+    A project with no active version gets this one activated, so a project that has prompts always
+    has exactly one active. With ``activate`` the returned version becomes the active one.
+    """
+    if source not in PROMPT_SOURCES:
+        raise ValueError(f"unknown prompt source {source!r}; expected one of {PROMPT_SOURCES}")
+    text = text.strip()
+    if not text:
+        raise ValueError("a prompt cannot be empty")
+    version = find_prompt(session, project_id, text)
+    if version is None:
+        if session.get(Project, project_id) is None:
+            session.add(Project(id=project_id))
+        version = PromptVersion(
+            project_id=project_id, text=text, source=source, author=author, parent_id=parent_id, note=note
+        )
+        session.add(version)
+        session.flush()
+    elif not activate and version.is_active:
+        return version
+    if activate or active_prompt(session, project_id) is None:
+        _set_active(session, version)
+    session.commit()
+    session.refresh(version)
+    return version
+
+
+def activate_prompt(session: Session, version_id: int) -> PromptVersion:
+    """Make ``version_id`` its project's only active version; KeyError if there is no such version."""
+    version = session.get(PromptVersion, version_id)
+    if version is None:
+        raise KeyError(f"no prompt version {version_id}")
+    _set_active(session, version)
+    session.commit()
+    session.refresh(version)
+    return version
+
+
+# Predictions
+
+
+def save_predictions(session: Session, rows: Iterable[PredictionCreate]) -> list[Prediction]:
+    """Insert predictions in one transaction; a row with the same (project, task, model version) is replaced."""
+    saved: list[Prediction] = []
+    for row in rows:
+        existing = None
+        if row.task_id is not None:
+            existing = session.exec(
+                select(Prediction).where(
+                    Prediction.project_id == row.project_id,
+                    Prediction.task_id == row.task_id,
+                    Prediction.model_version == row.model_version,
+                )
+            ).first()
+        if existing is None:
+            prediction = Prediction.model_validate(row.model_dump())
+        else:
+            prediction = existing
+            prediction.sqlmodel_update(row.model_dump())
+            prediction.created_at = utcnow()
+        session.add(prediction)
+        session.flush()  # later rows of the same batch see this one
+        saved.append(prediction)
+    session.commit()
+    for prediction in saved:
+        session.refresh(prediction)
+    return saved
+
+
+def list_model_versions(session: Session, project_id: str | None = None) -> list[str]:
+    """Distinct model versions with stored predictions, newest first."""
+    statement = select(Prediction.model_version, Prediction.created_at)
+    if project_id is not None:
+        statement = statement.where(Prediction.project_id == project_id)
+    seen: dict[str, None] = {}
+    for version, _ in session.exec(statement.order_by(col(Prediction.created_at).desc())):
+        seen.setdefault(version, None)
+    return list(seen)
+
+
+# Annotations
+
+
+def upsert_annotation(session: Session, annotation: AnnotationCreate) -> Annotation:
+    """Store Label Studio's annotation under its own id, replacing an earlier copy."""
+    if session.get(Project, annotation.project_id) is None:
+        session.add(Project(id=annotation.project_id))
+        session.flush()
+    stored = session.get(Annotation, annotation.id)
+    if stored is None:
+        stored = Annotation.model_validate(annotation.model_dump())
+    else:
+        stored.sqlmodel_update(annotation.model_dump())
+        stored.stored_at = utcnow()
+    session.add(stored)
+    session.commit()
+    session.refresh(stored)
+    return stored
+
+
+def delete_annotations(session: Session, ids: Iterable[int]) -> int:
+    """Delete annotations by Label Studio id; returns how many were stored."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    result = session.exec(delete(Annotation).where(col(Annotation.id).in_(ids)))
+    session.commit()
+    return result.rowcount or 0
+
+
+def list_annotations(session: Session, project_id: str) -> list[Annotation]:
+    statement = select(Annotation).where(Annotation.project_id == project_id)
+    return list(session.exec(statement.order_by(col(Annotation.id))))

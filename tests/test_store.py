@@ -1,0 +1,178 @@
+"""The store: migrations build the schema the models describe; repo functions keep their invariants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import Session, SQLModel, select
+
+from service.store import db, repo
+from service.store.models import AnnotationCreate, Prediction, PredictionCreate
+
+TABLES = {"project", "prompt_version", "prediction", "annotation", "alembic_version"}
+
+
+def test_migration_creates_schema(db_url: str) -> None:
+    inspector = sa.inspect(db.get_engine(db_url))
+    assert set(inspector.get_table_names()) == TABLES
+    columns = {c["name"] for c in inspector.get_columns("prediction")}
+    assert {"project_id", "task_id", "model_version", "labels", "result", "score", "latency_s"} <= columns
+    uniques = inspector.get_unique_constraints("prediction")
+    assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
+    with db.get_engine(db_url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migration_is_idempotent(db_url: str, session: Session) -> None:
+    repo.upsert_project(session, "3", "<View/>")
+    db.migrate(db_url)
+    db.migrate(db_url)
+    with Session(db.get_engine(db_url)) as fresh:
+        assert repo.get_project(fresh, "3").label_config == "<View/>"
+
+
+def test_models_match_migrated_schema(db_url: str) -> None:
+    with db.get_engine(db_url).connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, SQLModel.metadata) == []
+
+
+def test_migrate_works_on_a_fresh_file_without_ini(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'other.sqlite3'}"
+    db.migrate(url)
+    assert "prompt_version" in sa.inspect(db.get_engine(url)).get_table_names()
+    db.dispose_engine()
+
+
+def test_upsert_project_updates_config(session: Session) -> None:
+    first = repo.upsert_project(session, "7", "<View>a</View>")
+    created = first.updated_at
+    again = repo.upsert_project(session, "7", "<View>b</View>")
+    assert again.label_config == "<View>b</View>"
+    assert again.updated_at >= created
+    assert repo.upsert_project(session, "7").label_config == "<View>b</View>"  # None keeps the config
+    assert repo.get_project(session, "nope") is None
+
+
+def test_record_prompt_dedupes_and_first_becomes_active(session: Session) -> None:
+    repo.upsert_project(session, "1", "<View/>")
+    assert repo.active_prompt(session, "1") is None
+    default = repo.record_prompt(session, "1", "Classify the intent.", "default")
+    assert default.is_active
+    same = repo.record_prompt(session, "1", "  Classify the intent.\n", "annotator", author="5")
+    assert same.id == default.id
+    assert same.source == "default"  # the first recording wins
+    other = repo.record_prompt(session, "1", "Pick the intent.", "annotator", parent_id=default.id)
+    assert other.id != default.id
+    assert not other.is_active
+    assert other.parent_id == default.id
+    assert repo.active_prompt(session, "1").id == default.id
+    assert [v.id for v in repo.list_prompt_versions(session, "1")] == [default.id, other.id]
+
+
+def test_record_prompt_is_per_project_and_creates_the_project(session: Session) -> None:
+    a = repo.record_prompt(session, "1", "Same text", "user")
+    b = repo.record_prompt(session, "2", "Same text", "user")
+    assert a.id != b.id
+    assert b.is_active
+    assert repo.get_project(session, "2") is not None
+
+
+def test_record_prompt_rejects_bad_input(session: Session) -> None:
+    with pytest.raises(ValueError, match="source"):
+        repo.record_prompt(session, "1", "x", "robot")
+    with pytest.raises(ValueError, match="empty"):
+        repo.record_prompt(session, "1", "   ", "user")
+
+
+def test_activate_prompt_keeps_exactly_one_active(session: Session) -> None:
+    v1 = repo.record_prompt(session, "1", "one", "default")
+    v2 = repo.record_prompt(session, "1", "two", "agent")
+    v3 = repo.record_prompt(session, "1", "three", "user", activate=True)
+    assert repo.active_prompt(session, "1").id == v3.id
+    repo.activate_prompt(session, v2.id)
+    active = [v.id for v in repo.list_prompt_versions(session, "1") if v.is_active]
+    assert active == [v2.id]
+    again = repo.record_prompt(session, "1", "one", "annotator", activate=True)
+    assert again.id == v1.id
+    assert [v.id for v in repo.list_prompt_versions(session, "1") if v.is_active] == [v1.id]
+    with pytest.raises(KeyError):
+        repo.activate_prompt(session, 999)
+
+
+def _row(task_id: int | None, label: str, version: str, prompt_id: int) -> PredictionCreate:
+    return PredictionCreate(
+        project_id="1",
+        task_id=task_id,
+        prompt_version_id=prompt_id,
+        model_version=version,
+        labels={"intent": [label]},
+        result=[{"from_name": "intent", "to_name": "chat", "type": "choices", "value": {"choices": [label]}}],
+        score=0.5,
+        latency_s=0.01,
+    )
+
+
+def test_save_predictions_upserts_on_task_and_version(session: Session) -> None:
+    v = repo.record_prompt(session, "1", "p", "default")
+    repo.save_predictions(session, [_row(1, "A", "prompt-1@m", v.id), _row(2, "B", "prompt-1@m", v.id)])
+    repo.save_predictions(session, [_row(1, "C", "prompt-1@m", v.id)])
+    repo.save_predictions(session, [_row(1, "D", "prompt-2@m", v.id)])
+    rows = session.exec(select(Prediction).order_by(Prediction.task_id, Prediction.model_version)).all()
+    assert [(r.task_id, r.model_version, r.labels["intent"]) for r in rows] == [
+        (1, "prompt-1@m", ["C"]),
+        (1, "prompt-2@m", ["D"]),
+        (2, "prompt-1@m", ["B"]),
+    ]
+    assert rows[0].result[0]["value"]["choices"] == ["C"]
+    assert repo.list_model_versions(session, "1")[0] == "prompt-2@m"
+    assert set(repo.list_model_versions(session)) == {"prompt-1@m", "prompt-2@m"}
+
+
+def test_save_predictions_without_task_id_appends(session: Session) -> None:
+    v = repo.record_prompt(session, "1", "p", "default")
+    repo.save_predictions(session, [_row(None, "A", "mv", v.id), _row(None, "B", "mv", v.id)])
+    assert len(session.exec(select(Prediction)).all()) == 2
+
+
+def test_failed_save_keeps_earlier_rows(session: Session) -> None:
+    v = repo.record_prompt(session, "1", "p", "default")
+    repo.save_predictions(session, [_row(1, "A", "mv", v.id)])
+    with pytest.raises(sa.exc.IntegrityError):
+        repo.save_predictions(session, [_row(2, "B", "mv", v.id), _row(3, "C", "mv", 12345)])  # bad FK
+    session.rollback()
+    rows = session.exec(select(Prediction)).all()
+    assert [(r.task_id, r.labels["intent"]) for r in rows] == [(1, ["A"])]
+
+
+def _annotation(ann_id: int, label: str, **extra) -> AnnotationCreate:
+    return AnnotationCreate(
+        id=ann_id,
+        project_id="4",
+        task_id=10,
+        choices={"intent": [label]},
+        result=[{"type": "choices", "value": {"choices": [label]}}],
+        **extra,
+    )
+
+
+def test_upsert_and_delete_annotations(session: Session) -> None:
+    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    repo.upsert_annotation(session, _annotation(1, "A", prompt_text="Classify", ls_created_at=when))
+    repo.upsert_annotation(session, _annotation(2, "B", completed_by=3, lead_time=4.5))
+    updated = repo.upsert_annotation(session, _annotation(1, "C"))
+    assert updated.choices == {"intent": ["C"]}
+    assert updated.prompt_text is None
+    stored = repo.list_annotations(session, "4")
+    assert [(a.id, a.choices["intent"][0]) for a in stored] == [(1, "C"), (2, "B")]
+    assert stored[1].completed_by == 3 and stored[1].lead_time == 4.5
+    assert repo.get_project(session, "4") is not None  # created as a placeholder
+    assert repo.delete_annotations(session, [1, 99]) == 1
+    assert repo.delete_annotations(session, []) == 0
+    assert [a.id for a in repo.list_annotations(session, "4")] == [2]
