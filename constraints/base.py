@@ -14,15 +14,16 @@ class Query:
 
     ``prefix`` is the text that does not depend on the task (instruction, label list, demonstrations);
     ``body`` is the task-dependent rest. The engine wraps ``prefix + body`` in the model's chat template,
-    if it has one, and scores or generates the answer after it.
+    if it has one, then appends ``cue`` and scores or generates the answer after it.
     """
 
     prefix: str
     body: str
+    cue: str = ""  # starts the answer ("Intent:"); after the chat template's assistant turn if there is one
 
     @property
     def text(self) -> str:
-        return self.prefix + self.body
+        return self.prefix + self.body + self.cue
 
 
 @dataclass(frozen=True)

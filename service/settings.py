@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     engine: Literal["local"] = "local"
 
     # Decoding
-    response_max_tokens: int = Field(default=48, ge=0, le=1024, description="0 turns the free-text answer off.")
+    response_max_tokens: int = Field(
+        default=48, ge=0, le=1024, description="0 turns the free-text answer off."
+    )
     multi_label_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     calibration: Literal["none", "content_free"] = "none"
     batch_size: int = Field(default=16, ge=1, le=512)
@@ -36,13 +38,19 @@ class Settings(BaseSettings):
     warmup: bool = True
 
     # Label Studio and input limits
-    prompt_prefix: str = Field(default="prompt", description="A TextArea whose name starts with this holds the prompt.")
-    response_name: str | None = Field(default=None, description="Name of the response TextArea (default: the first non-prompt TextArea).")
+    prompt_prefix: str = Field(
+        default="prompt", description="A TextArea whose name starts with this holds the prompt."
+    )
+    response_name: str | None = Field(
+        default=None, description="Name of the response TextArea (default: the first non-prompt TextArea)."
+    )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longest task text accepted.")
     max_tasks_per_request: int = Field(default=5_000, ge=1)
 
     # Store
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME."
+    )
 
     # Service
     host: str = "0.0.0.0"

@@ -1,0 +1,229 @@
+"""The local engine: a transformers model in this process, labels decided by trie scoring."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from itertools import groupby
+
+import torch
+
+from constraints.base import Decision, Query
+from constraints.labelset import LabelSet, LabelSetError
+from constraints.scoring import TreeScorer
+from constraints.trie import ChoiceTrie, QuestionTrie
+
+log = logging.getLogger(__name__)
+
+QUESTION = '\nDoes "{name}" apply? Answer:'
+CONTENT_FREE_BODY = "N/A\n"
+
+
+@dataclass
+class Compiled:
+    """Everything derived from one label set for one tokenizer: built once, reused for every request."""
+
+    label_set: LabelSet
+    choice: ChoiceTrie | None = None
+    questions: QuestionTrie | None = None
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        model_id: str,
+        batch_size: int = 16,
+        multi_label_threshold: float = 0.5,
+        calibration: str = "none",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.batch_size = batch_size
+        self.threshold = multi_label_threshold
+        self.calibration = calibration
+        self.scorer = TreeScorer(model)
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        self._compiled: OrderedDict[tuple, Compiled] = OrderedDict()
+        self._priors: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.RLock()  # one forward at a time: torch already uses every core
+        self._generator = None
+        self._chat_parts = self._split_chat_template() if self.chat else ("", "")
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def encode(self, text: str, special: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=special)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def _split_chat_template(self) -> tuple[str, str]:
+        marker = "\x00PROMPTER\x00"
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
+        )
+        before, after = text.split(marker)
+        return before, after
+
+    def _prefix_ids(self, query: Query) -> list[int]:
+        text = self._chat_parts[0] + query.prefix
+        bos = self.tokenizer.bos_token
+        special = not (bos and text.startswith(bos))
+        return self.encode(text, special=special)
+
+    def _body_ids(self, query: Query, cue: bool = True) -> list[int]:
+        text = query.body + self._chat_parts[1]
+        if cue:
+            text += query.cue
+        return self.encode(text)
+
+    def _single_token(self, text: str) -> int:
+        ids = self.encode(text)
+        return ids[0]
+
+    # -- compiled constraints ---------------------------------------------------------------------
+    def compile(self, label_set: LabelSet) -> Compiled:
+        """Token tries for a label set, cached per label set (never rebuilt per request)."""
+        with self._lock:
+            hit = self._compiled.get(label_set.key)
+            if hit is not None:
+                self._compiled.move_to_end(label_set.key)
+                return hit
+        lead = "" if self.chat else " "
+        end = self.tokenizer.eos_token_id if self.chat else self._single_token("\n")
+        end = end[0] if isinstance(end, list) else end
+        compiled = Compiled(label_set)
+        try:
+            if label_set.multiple:
+                questions = [self.encode(QUESTION.format(name=n)) for n in label_set.names]
+                compiled.questions = QuestionTrie.build(
+                    questions, self._single_token(" yes"), self._single_token(" no")
+                )
+            else:
+                compiled.choice = ChoiceTrie.build([self.encode(lead + n) + [end] for n in label_set.names])
+        except ValueError as exc:
+            raise LabelSetError(str(exc)) from None
+        with self._lock:
+            self._compiled[label_set.key] = compiled
+            while len(self._compiled) > 64:
+                self._compiled.popitem(last=False)
+        return compiled
+
+    # -- decisions --------------------------------------------------------------------------------
+    def label_logprobs(self, queries: list[Query], label_set: LabelSet) -> torch.Tensor:
+        """(len(queries), len(labels)): log P(label) for single choice, log-odds of 'yes' for multiple."""
+        compiled = self.compile(label_set)
+        out = torch.empty((len(queries), len(label_set)))
+        order = sorted(range(len(queries)), key=lambda i: queries[i].prefix)
+        for _prefix, group in groupby(order, key=lambda i: queries[i].prefix):
+            idx = list(group)
+            prefix_ids = self._prefix_ids(queries[idx[0]])
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start : start + self.batch_size]
+                out[chunk] = self._score_chunk(prefix_ids, [queries[i] for i in chunk], compiled)
+        return out
+
+    def _score_chunk(self, prefix_ids: list[int], queries: list[Query], compiled: Compiled) -> torch.Tensor:
+        if compiled.choice is not None:
+            trie = compiled.choice
+            bodies = [self._body_ids(q) for q in queries]
+            with self._lock:
+                reads = self.scorer.score(prefix_ids, bodies, trie.trie, trie.readouts)
+            logp = torch.zeros((len(queries), len(trie.paths)))
+            for j, path in enumerate(trie.paths):
+                for r, pos in path:
+                    logp[:, j] += reads[r][:, pos]
+            return logp
+        trie = compiled.questions
+        bodies = [self._body_ids(q, cue=False) for q in queries]
+        with self._lock:
+            reads = self.scorer.score(prefix_ids, bodies, trie.trie, trie.readouts)
+        return torch.stack([r[:, 0] - r[:, 1] for r in reads], dim=1)  # log-odds of yes
+
+    def _prior(self, query: Query, label_set: LabelSet) -> torch.Tensor:
+        """Label log-probabilities on a content-free input, for content-free calibration."""
+        key = (query.prefix, label_set.key)
+        if key not in self._priors:
+            probe = Query(query.prefix, CONTENT_FREE_BODY, query.cue)
+            self._priors[key] = self.label_logprobs([probe], label_set)[0]
+            while len(self._priors) > 64:
+                self._priors.popitem(last=False)
+        return self._priors[key]
+
+    def decide(self, queries: list[Query], label_set: LabelSet) -> list[Decision]:
+        if not queries:
+            return []
+        scores = self.label_logprobs(queries, label_set)
+        if self.calibration == "content_free":
+            priors = torch.stack([self._prior(q, label_set) for q in queries])
+            scores = scores - priors if label_set.multiple else torch.log_softmax(scores - priors, dim=1)
+        return [decision_from_scores(row, label_set, self.threshold) for row in scores]
+
+    # -- free text ----------------------------------------------------------------------------------
+    def _outlines_generator(self):
+        if self._generator is None:
+            import outlines
+            from outlines.types import Regex
+
+            model = outlines.from_transformers(self.model, self.tokenizer)
+            self._generator = outlines.Generator(model, Regex(r"[^\n]{1,400}"), backend="llguidance")
+        return self._generator
+
+    def full_text(self, query: Query) -> str:
+        bos = self.tokenizer.bos_token or ""
+        text = self._chat_parts[0] + query.prefix + query.body + self._chat_parts[1] + query.cue
+        return text if self.chat or not bos or text.startswith(bos) else bos + text
+
+    def generate(self, queries: list[Query], max_tokens: int) -> list[str]:
+        """One line of free text per query, outlines-constrained to a single non-empty line."""
+        if not queries or max_tokens <= 0:
+            return ["" for _ in queries]
+        gen = self._outlines_generator()
+        texts = [self.full_text(q) for q in queries]
+        with self._lock:
+            out = [gen(t, max_new_tokens=max_tokens) for t in texts]
+        return [o.strip() for o in out]
+
+
+def decision_from_scores(row: torch.Tensor, label_set: LabelSet, threshold: float) -> Decision:
+    """Single: argmax of the label distribution. Multiple: every label whose P(yes) passes the threshold."""
+    if not label_set.multiple:
+        probs = torch.softmax(row, dim=0)
+        best = int(probs.argmax())
+        return Decision(
+            (label_set.labels[best],),
+            float(probs[best]),
+            {lab: float(p) for lab, p in zip(label_set.labels, probs, strict=True)},
+        )
+    p_yes = torch.sigmoid(row)
+    chosen = [j for j in range(len(label_set)) if p_yes[j] >= threshold]
+    if not chosen and not label_set.allow_empty:
+        chosen = [int(p_yes.argmax())]
+    score = float(min(p_yes[j] for j in chosen)) if chosen else float(1 - p_yes.max())
+    return Decision(
+        tuple(label_set.labels[j] for j in chosen),
+        max(score, 1e-6),
+        {lab: float(p) for lab, p in zip(label_set.labels, p_yes, strict=True)},
+    )
+
+
+def load_engine(settings) -> LocalEngine:
+    from constraints.loading import load_model
+
+    model, tokenizer, model_id = load_model(
+        settings.model, settings.gguf_file, settings.device, settings.dtype, settings.home, settings.threads
+    )
+    return LocalEngine(
+        model,
+        tokenizer,
+        model_id,
+        batch_size=settings.batch_size,
+        multi_label_threshold=settings.multi_label_threshold,
+        calibration=settings.calibration,
+    )

@@ -1,0 +1,115 @@
+"""Trie scoring against the plain way (a full forward per label), on a tiny real model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from constraints.base import Query
+from constraints.labelset import LabelSet, LabelSetError
+from constraints.local import LocalEngine, decision_from_scores
+from constraints.trie import ChoiceTrie, TokenTrie
+from tests.tiny_model import tiny_model
+
+PREFIX = "Classify the customer's request.\nOptions: credit card, debit card, card, loan, cancel card\n\n"
+BODIES = ["Text: I want to cancel my credit card please\n", "Text: can I borrow money for a house?\n", "Text: hi\n"]
+LABELS = LabelSet(("credit card", "debit card", "card", "loan", "cancel card"))
+
+
+@pytest.fixture(scope="module")
+def engine() -> LocalEngine:
+    model, tokenizer = tiny_model()
+    return LocalEngine(model, tokenizer, "tiny", batch_size=2)
+
+
+def naive_label_probs(engine: LocalEngine, query: Query, label_set: LabelSet) -> torch.Tensor:
+    """Each label as its own full sequence; the constrained distribution renormalised at each branch."""
+    context = engine._prefix_ids(query) + engine._body_ids(query)
+    end = engine._single_token("\n")
+    seqs = [engine.encode(" " + n) + [end] for n in label_set.names]
+    out = []
+    for seq in seqs:
+        with torch.inference_mode():
+            logits = engine.model(torch.tensor([context + seq])).logits[0].float()
+        total = 0.0
+        for k in range(len(seq)):
+            allowed = sorted({s[k] for s in seqs if s[:k] == seq[:k] and len(s) > k})
+            if len(allowed) > 1:
+                lp = logits[len(context) - 1 + k][allowed].log_softmax(-1)
+                total += float(lp[allowed.index(seq[k])])
+        out.append(total)
+    return torch.tensor(out).exp()
+
+
+def test_trie_scores_equal_full_forward_per_label(engine: LocalEngine) -> None:
+    queries = [Query(PREFIX, b, "Label:") for b in BODIES]
+    got = engine.label_logprobs(queries, LABELS).exp()
+    for i, q in enumerate(queries):
+        want = naive_label_probs(engine, q, LABELS)
+        assert torch.allclose(got[i], want, atol=1e-4), (i, got[i], want)
+    assert torch.allclose(got.sum(dim=1), torch.ones(len(queries)), atol=1e-5)
+
+
+def test_batched_equals_one_by_one(engine: LocalEngine) -> None:
+    queries = [Query(PREFIX, b, "Label:") for b in BODIES]
+    together = engine.label_logprobs(queries, LABELS)
+    alone = torch.cat([engine.label_logprobs([q], LABELS) for q in queries])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_prefix_of_another_label_is_scored_apart(engine: LocalEngine) -> None:
+    decision = engine.decide([Query(PREFIX, BODIES[0], "Label:")], LABELS)[0]
+    assert set(decision.probs) == set(LABELS.labels)
+    assert decision.probs["card"] not in (decision.probs["credit card"], decision.probs["cancel card"])
+    assert 0 < decision.score <= 1 and len(decision.labels) == 1 and decision.labels[0] in LABELS.labels
+
+
+def test_unicode_and_spaces_labels(engine: LocalEngine) -> None:
+    labels = LabelSet(("🙂 happy", "грусть", "très bien", "a b c"))
+    decisions = engine.decide([Query(PREFIX, b, "Label:") for b in BODIES], labels)
+    for d in decisions:
+        assert len(d.labels) == 1 and d.labels[0] in labels.labels
+        assert abs(sum(d.probs.values()) - 1) < 1e-4
+
+
+def test_one_label_has_probability_one(engine: LocalEngine) -> None:
+    d = engine.decide([Query(PREFIX, BODIES[0], "Label:")], LabelSet(("loan",)))[0]
+    assert d.labels == ("loan",) and d.score == pytest.approx(1.0)
+
+
+def test_compiled_constraints_are_cached(engine: LocalEngine) -> None:
+    first = engine.compile(LABELS)
+    assert engine.compile(LabelSet(LABELS.labels)) is first
+
+
+def test_multiple_choice_is_a_set_decided_per_label(engine: LocalEngine) -> None:
+    labels = LabelSet(("credit card", "debit card", "loan"), multiple=True, allow_empty=False)
+    for d in engine.decide([Query(PREFIX, b, "Labels:") for b in BODIES], labels):
+        assert len(d.labels) == len(set(d.labels)) >= 1
+        assert set(d.labels) <= set(labels.labels)
+        assert all(0 <= p <= 1 for p in d.probs.values())
+
+
+def test_decision_rules() -> None:
+    multi = LabelSet(("a", "b", "c"), multiple=True, allow_empty=True)
+    d = decision_from_scores(torch.tensor([2.0, -1.0, 0.5]), multi, 0.5)
+    assert d.labels == ("a", "c") and d.score == pytest.approx(torch.sigmoid(torch.tensor(0.5)).item())
+    empty = decision_from_scores(torch.tensor([-2.0, -3.0, -1.0]), multi, 0.5)
+    assert empty.labels == () and empty.score == pytest.approx(1 - torch.sigmoid(torch.tensor(-1.0)).item())
+    required = LabelSet(("a", "b", "c"), multiple=True, allow_empty=False)
+    assert decision_from_scores(torch.tensor([-2.0, -3.0, -1.0]), required, 0.5).labels == ("c",)
+
+
+def test_trie_shares_prefixes_and_reads_out_only_at_branches() -> None:
+    trie = ChoiceTrie.build([[1, 2, 9], [1, 3, 9], [1, 9], [4, 9]])
+    assert len(trie.trie) == 8  # "1" shared by three labels: 1,2,9 3,9 9 4,9
+    assert sorted(len(r.token_ids) for r in trie.readouts) == [2, 3]  # root {1,4}, after 1 {2,3,9}
+    with pytest.raises(ValueError):
+        TokenTrie().insert([])
+
+
+def test_duplicate_label_sets_are_refused() -> None:
+    with pytest.raises(LabelSetError):
+        LabelSet(("a", "a"))
+    with pytest.raises(LabelSetError):
+        LabelSet(("a", " "))
