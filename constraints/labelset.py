@@ -6,6 +6,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
+REGEX_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
+
+
+def _escape(text: str) -> str:
+    """Escape regex metacharacters only (xgrammar warns on escaped spaces)."""
+    return REGEX_SPECIAL.sub(r"\\\1", text)
+
 
 class LabelSetError(ValueError):
     """A label set that cannot be turned into a constraint (empty, duplicated labels...)."""
@@ -56,11 +63,12 @@ class LabelSet:
     def name_of(self, label: str) -> str:
         return self.names[self.labels.index(label)]
 
-    def choice_regex(self) -> str:
-        """Exactly one of the names (for outlines-constrained generation)."""
-        return "(" + "|".join(re.escape(n) for n in sorted(self.names, key=len, reverse=True)) + ")"
+    def choice_regex(self, lead: str = "") -> str:
+        """Exactly one of the names after ``lead`` (for outlines-constrained generation)."""
+        alternatives = "|".join(_escape(n) for n in sorted(self.names, key=len, reverse=True))
+        return f"{_escape(lead)}({alternatives})"
 
-    def set_grammar(self, separator: str = ", ") -> str:
+    def set_grammar(self, separator: str = ", ", lead: str = "") -> str:
         """A Lark grammar for distinct names in the label set's order, joined by ``separator``.
 
         Fixing the order makes repeats impossible; as a grammar (not a regex) it stays linear in the
@@ -68,7 +76,8 @@ class LabelSet:
         """
         n = len(self.names)
         sep = json.dumps(separator)
-        rules = ["start: t0" + (' | ""' if self.allow_empty else "")]
+        start = f"{json.dumps(lead)} t0" if lead else "t0"
+        rules = [f"start: {start}" + (f" | {json.dumps(lead)}" if self.allow_empty and lead else ' | ""' if self.allow_empty else "")]
         for i, name in enumerate(self.names):
             lit = json.dumps(name, ensure_ascii=False)
             if i == n - 1:

@@ -113,3 +113,26 @@ def test_duplicate_label_sets_are_refused() -> None:
         LabelSet(("a", "a"))
     with pytest.raises(LabelSetError):
         LabelSet(("a", " "))
+
+
+def test_reference_generation_stays_in_the_label_set(engine: LocalEngine) -> None:
+    from constraints.reference import OutlinesLabeler
+
+    labeler = OutlinesLabeler(engine)
+    queries = [Query(PREFIX, b, "Label:") for b in BODIES]
+    for answer in labeler.label(queries, LABELS):
+        assert len(answer) == 1 and answer[0] in LABELS.labels
+    multi = LabelSet(("credit card", "debit card", "loan"), multiple=True, allow_empty=True)
+    for answer in labeler.label(queries, multi):
+        assert len(answer) == len(set(answer)) and set(answer) <= set(multi.labels)
+    assert labeler.generator(LABELS) is labeler.generator(LabelSet(LABELS.labels))
+
+
+def test_parse_set_round_trip() -> None:
+    from constraints.reference import parse_set
+
+    labels = LabelSet(("a, b", "a", "c"), multiple=True)
+    assert parse_set("a, b, c", labels) == ("a, b", "c")
+    assert parse_set("a", labels) == ("a",)
+    with pytest.raises(ValueError):
+        parse_set("c, a", labels)
