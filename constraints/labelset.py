@@ -76,8 +76,11 @@ class LabelSet:
         """
         n = len(self.names)
         sep = json.dumps(separator)
-        start = f"{json.dumps(lead)} t0" if lead else "t0"
-        rules = [f"start: {start}" + (f" | {json.dumps(lead)}" if self.allow_empty and lead else ' | ""' if self.allow_empty else "")]
+        lit_lead = json.dumps(lead)
+        start = f"start: {lit_lead} t0" if lead else "start: t0"
+        if self.allow_empty:
+            start += f" | {lit_lead}"
+        rules = [start]
         for i, name in enumerate(self.names):
             lit = json.dumps(name, ensure_ascii=False)
             if i == n - 1:
