@@ -54,22 +54,27 @@ def predict_tasks(
     prompt: str,
     max_chars: int = 20_000,
     response_max_tokens: int = 0,
+    examples: list[str] | None = None,
 ) -> list[TaskPrediction]:
-    """One prediction per task, same order; batched per Choices control."""
+    """One prediction per task, same order; batched per Choices control.
+
+    ``examples`` (one string per task) fills the prompt's ``{examples}`` variable.
+    """
     datas = check_tasks(schema, tasks, max_chars)
     if not datas:
         return []
+    shots = examples if examples is not None else [""] * len(datas)
     started = time.perf_counter()
     decisions: dict[str, list[Decision]] = {}
     for control in schema.choices:
-        queries = [build_query(prompt, schema, d, control) for d in datas]
+        queries = [build_query(prompt, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)]
         decisions[control.name] = engine.decide(queries, control.label_set)
 
     responses: list[str | None] = [None] * len(datas)
     if schema.response and response_max_tokens > 0:
         queries = []
         for i, d in enumerate(datas):
-            base = build_query(prompt, schema, d, None)
+            base = build_query(prompt, schema, d, None, examples=shots[i])
             answered = "".join(
                 f"{c.name.capitalize()}: {', '.join(c.label_set.name_of(x) for x in decisions[c.name][i].labels)}\n"
                 for c in schema.choices

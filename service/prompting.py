@@ -1,7 +1,8 @@
 """Prompt templates -> model queries: task data fills variables, dialogues render as ``author: text``.
 
-A template may name any task data key (``{dialogue}``, ``{text}``, ...) and ``{labels}``; other braces are
-left as they are, so prompts with JSON or literal braces are fine. The text before the first task
+A template may name any task data key (``{dialogue}``, ``{text}``, ...), ``{labels}``, and ``{examples}``
+(demonstrations chosen per task by the agent); other braces are left as they are, so prompts with JSON or
+literal braces are fine. The text before the first task
 variable is the query's shared prefix (cached across tasks by the engine).
 """
 
@@ -73,6 +74,7 @@ def build_query(
     data: dict[str, Any],
     control: ChoiceControl | None,
     cue: str | None = None,
+    examples: str = "",
 ) -> Query:
     """One query for one task and one control (``control=None``: the free-text response)."""
     obj = schema.object_for(control.to_name) if control else schema.objects[0]
@@ -82,6 +84,7 @@ def build_query(
     for key, value in data.items():
         values.setdefault(key, value if isinstance(value, str) else str(value))
     values.setdefault("text", values[obj.value_key])
+    values["examples"] = examples
     task_vars = set(values)
 
     labels_text = label_list(control) if control else ""
