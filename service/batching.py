@@ -1,0 +1,149 @@
+"""A bounded queue in front of the model: requests are cut into chunks, interactive ones go first,
+and chunks that share a prompt and label config are merged into one batch.
+
+One worker thread runs the model (torch already uses every core). A full queue raises ``Overloaded``
+(503 with Retry-After) instead of piling up work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import Overloaded
+from service.predictor import TaskPrediction
+
+log = logging.getLogger(__name__)
+
+INTERACTIVE, BATCH = 0, 1
+
+# (key, tasks, examples) -> predictions for those tasks; key groups chunks that may share a batch
+RunBatch = Callable[[Any, list[dict], list[str] | None], list[TaskPrediction]]
+
+
+@dataclass
+class _Request:
+    future: Future
+    results: list[TaskPrediction | None]
+    remaining: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deliver(self, offset: int, preds: list[TaskPrediction]) -> None:
+        with self.lock:
+            self.results[offset : offset + len(preds)] = preds
+            self.remaining -= 1
+            done = self.remaining == 0
+        if done and not self.future.done():
+            self.future.set_result(self.results)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+@dataclass(order=True)
+class _Chunk:
+    priority: int
+    seq: int
+    key: Any = field(compare=False)
+    tasks: list[dict] = field(compare=False)
+    examples: list[str] | None = field(compare=False)
+    request: _Request = field(compare=False)
+    offset: int = field(compare=False)
+
+
+class MicroBatcher:
+    def __init__(self, run: RunBatch, batch_size: int, max_pending: int, retry_after: int = 2) -> None:
+        self.run = run
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self.retry_after = retry_after
+        self._queue: queue.PriorityQueue[_Chunk] = queue.PriorityQueue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._seq = itertools.count()
+        self._worker = threading.Thread(target=self._loop, name="model-worker", daemon=True)
+        self._worker.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(
+        self, key: Any, tasks: list[dict], examples: list[str] | None = None, interactive: bool = False
+    ) -> Future:
+        """Queue one request; its future resolves to one prediction per task, in order."""
+        with self._pending_lock:
+            if self._pending >= self.max_pending:
+                raise Overloaded(f"{self._pending} requests are queued for the model; retry shortly", self.retry_after)
+            self._pending += 1
+        future: Future = Future()
+        future.add_done_callback(lambda _: self._release())
+        if not tasks:
+            future.set_result([])
+            return future
+        chunks = range(0, len(tasks), self.batch_size)
+        request = _Request(future, [None] * len(tasks), len(chunks))
+        priority = INTERACTIVE if interactive else BATCH
+        for start in chunks:
+            part = examples[start : start + self.batch_size] if examples is not None else None
+            chunk = _Chunk(priority, next(self._seq), key, tasks[start : start + self.batch_size], part, request, start)
+            self._queue.put(chunk)
+        return future
+
+    async def predict(self, key: Any, tasks: list[dict], examples: list[str] | None = None, interactive: bool = False):
+        return await asyncio.wrap_future(self.submit(key, tasks, examples, interactive))
+
+    def _release(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+
+    def _take_batch(self) -> list[_Chunk]:
+        """The most urgent chunk plus queued chunks of the same key, up to ``batch_size`` tasks."""
+        first = self._queue.get()
+        batch, size, held = [first], len(first.tasks), []
+        while size < self.batch_size:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if (
+                nxt.key == first.key
+                and size + len(nxt.tasks) <= self.batch_size
+                and (nxt.examples is None) == (first.examples is None)
+            ):
+                batch.append(nxt)
+                size += len(nxt.tasks)
+            else:
+                held.append(nxt)
+        for chunk in held:
+            self._queue.put(chunk)
+        return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            live = [c for c in batch if not c.request.future.done()]
+            if not live:
+                continue
+            tasks = [t for c in live for t in c.tasks]
+            examples = None if live[0].examples is None else [e for c in live for e in c.examples]
+            try:
+                preds = self.run(live[0].key, tasks, examples)
+            except BaseException as exc:  # delivered to the waiting requests, never kills the worker
+                if not isinstance(exc, ValueError):
+                    log.exception("a model batch failed")
+                for c in live:
+                    c.request.fail(exc)
+                continue
+            pos = 0
+            for c in live:
+                c.request.deliver(c.offset, preds[pos : pos + len(c.tasks)])
+                pos += len(c.tasks)
