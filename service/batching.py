@@ -106,7 +106,7 @@ class MicroBatcher:
             self._pending -= 1
 
     def _take_batch(self) -> list[_Chunk]:
-        """The most urgent chunk plus queued chunks of the same key, up to ``batch_size`` tasks."""
+        """The most urgent chunk plus queued chunks of the same key and priority, up to ``batch_size`` tasks."""
         first = self._queue.get()
         batch, size, held = [first], len(first.tasks), []
         while size < self.batch_size:
@@ -116,6 +116,7 @@ class MicroBatcher:
                 break
             if (
                 nxt.key == first.key
+                and nxt.priority == first.priority
                 and size + len(nxt.tasks) <= self.batch_size
                 and (nxt.examples is None) == (first.examples is None)
             ):
