@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import groupby
@@ -165,6 +166,17 @@ class LocalEngine:
             scores = scores - priors if label_set.multiple else torch.log_softmax(scores - priors, dim=1)
         return [decision_from_scores(row, label_set, self.threshold) for row in scores]
 
+    def warmup(self, response_tokens: int = 0) -> float:
+        """Pay first-call costs (allocations, kernels, the free-text grammar) before serving; seconds taken."""
+        started = time.perf_counter()
+        query = Query("Classify the text.\nOptions: alpha, beta\n\n", "Text:\nwarm up\n", "Label:")
+        for multiple in (False, True):
+            self.decide([query, query], LabelSet(("alpha", "beta"), multiple=multiple))
+        if response_tokens:
+            self.generate([query], 2)
+        self.scorer.forget_prefixes()
+        return time.perf_counter() - started
+
     # -- free text ----------------------------------------------------------------------------------
     def _outlines_generator(self):
         if self._generator is None:
@@ -219,7 +231,7 @@ def load_engine(settings) -> LocalEngine:
     model, tokenizer, model_id = load_model(
         settings.model, settings.gguf_file, settings.device, settings.dtype, settings.home, settings.threads
     )
-    return LocalEngine(
+    engine = LocalEngine(
         model,
         tokenizer,
         model_id,
@@ -227,3 +239,6 @@ def load_engine(settings) -> LocalEngine:
         multi_label_threshold=settings.multi_label_threshold,
         calibration=settings.calibration,
     )
+    if settings.warmup:
+        log.info("warmed up in %.1f s", engine.warmup(settings.response_max_tokens))
+    return engine

@@ -64,6 +64,10 @@ class TreeScorer:
                 self._prefixes.popitem(last=False)
         return state
 
+    def forget_prefixes(self) -> None:
+        with self._lock:
+            self._prefixes.clear()
+
     # -- masks ----------------------------------------------------------------------------------
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         dtype = self.out_weight.dtype
