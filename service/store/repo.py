@@ -40,6 +40,10 @@ def get_project(session: Session, project_id: str) -> Project | None:
     return session.get(Project, project_id)
 
 
+def list_projects(session: Session) -> list[Project]:
+    return list(session.exec(select(Project).order_by(col(Project.id))))
+
+
 # Prompt versions
 
 

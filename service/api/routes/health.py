@@ -1,0 +1,17 @@
+"""GET /health and GET /: answered at once from memory; never touches the model or the database."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import runtime
+from service.api.protocol import HealthResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+@router.get("/")
+async def health() -> HealthResponse:
+    current = runtime.state()
+    return HealthResponse(model_state=current.state, model_id=current.model_id, model_error=current.error)

@@ -1,0 +1,34 @@
+"""GET /metrics: what the store holds, the model's state, and request latencies per route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlmodel import func, select
+
+from service import runtime
+from service.api.deps import SessionDep
+from service.store.models import Annotation, Prediction, Project, PromptVersion
+from service.telemetry import latencies
+
+router = APIRouter(tags=["monitoring"])
+
+
+@router.get("/metrics")
+def metrics(session: SessionDep) -> dict[str, Any]:
+    def count(table: type) -> int:
+        return session.exec(select(func.count()).select_from(table)).one()
+
+    current = runtime.state()
+    return {
+        "model_state": current.state,
+        "model_id": current.model_id,
+        "model_error": current.error,
+        "model_load_seconds": current.load_seconds,
+        "projects": count(Project),
+        "prompt_versions": count(PromptVersion),
+        "predictions": count(Prediction),
+        "annotations": count(Annotation),
+        "latency": latencies.summary(),
+    }

@@ -1,0 +1,114 @@
+"""POST /predict: label Label Studio's tasks with the current prompt; one result per task, same order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from constraints.base import Engine
+from service import runtime
+from service.api.deps import SessionDep
+from service.api.protocol import PredictRequest, PredictResponse, TaskResult
+from service.labeling import ProjectSchema, parse_config
+from service.predictor import TaskPrediction
+from service.projects import project_key, resolve_prompt
+from service.settings import settings
+from service.store import repo
+from service.store.models import PredictionCreate, PromptVersion
+from service.versions import model_version
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["label-studio"])
+
+
+@dataclass
+class Plan:
+    project_id: str
+    schema: ProjectSchema
+    prompt: PromptVersion
+    engine: Engine
+
+
+def _plan(session: Session, body: PredictRequest) -> Plan:
+    """Project, schema and prompt for the request; 503 before anything is written if the model isn't ready."""
+    project_id = project_key(body.project, body.label_config)
+    label_config = body.label_config
+    if not label_config:
+        project = repo.get_project(session, project_id)
+        label_config = project.label_config if project else None
+    if not label_config:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"the request has no label_config and project {project_id} was never set up",
+        )
+    schema = parse_config(label_config, settings.prompt_prefix, settings.response_name)
+    engine = runtime.get_engine()
+    repo.upsert_project(session, project_id, label_config)
+    context = body.params.context if body.params else None
+    return Plan(project_id, schema, resolve_prompt(session, project_id, schema, context), engine)
+
+
+def _task_id(task: Any) -> int | None:
+    value = task.get("id") if isinstance(task, dict) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _store(session: Session, plan: Plan, mv: str, tasks: list[Any], preds: list[TaskPrediction]) -> None:
+    rows = [
+        PredictionCreate(
+            project_id=plan.project_id,
+            task_id=_task_id(task),
+            prompt_version_id=plan.prompt.id,
+            model_version=mv,
+            labels=p.labels,
+            response=p.response,
+            result=p.result,
+            score=p.score,
+            latency_s=p.latency_s,
+        )
+        for task, p in zip(tasks, preds, strict=True)
+    ]
+    try:
+        repo.save_predictions(session, rows)
+    except Exception:  # the annotator still gets the predictions; the log says they were not kept
+        session.rollback()
+        log.exception("predictions for project %s were returned but not stored", plan.project_id)
+
+
+@router.post("/predict")
+async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
+    """An empty ``tasks`` list is answered with an empty ``results`` list (nothing to do, no model needed)."""
+    tasks = body.tasks
+    if tasks is None:
+        raise HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the request has no tasks")
+    if len(tasks) > settings.max_tasks_per_request:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"{len(tasks)} tasks in one request; the limit is {settings.max_tasks_per_request}",
+        )
+    if not tasks:
+        return PredictResponse(results=[])
+    started = time.perf_counter()
+    plan = await run_in_threadpool(_plan, session, body)
+    predictions = await runtime.run_predictions(plan.engine, plan.schema, tasks, plan.prompt.text)
+    mv = model_version(plan.prompt.id, plan.engine.model_id)
+    await run_in_threadpool(_store, session, plan, mv, tasks, predictions)
+    log.info(
+        "project %s: %d tasks labeled with %s in %.2f s",
+        plan.project_id,
+        len(tasks),
+        mv,
+        time.perf_counter() - started,
+    )
+    return PredictResponse(results=[TaskResult(result=p.result, score=p.score, model_version=mv) for p in predictions])

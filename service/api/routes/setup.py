@@ -1,0 +1,26 @@
+"""POST /setup: Label Studio connects a project; answer its model version fast (timeout 3 s)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import runtime
+from service.api.deps import SessionDep
+from service.api.protocol import SetupRequest, SetupResponse
+from service.labeling import parse_config
+from service.projects import ensure_prompt, project_key
+from service.settings import settings
+from service.store import repo
+from service.versions import model_version
+
+router = APIRouter(tags=["label-studio"])
+
+
+@router.post("/setup")
+def setup(body: SetupRequest, session: SessionDep) -> SetupResponse:
+    """Parse the labeling config (422 if unusable), store the project, name the current model version."""
+    schema = parse_config(body.label_config, settings.prompt_prefix, settings.response_name)
+    project_id = project_key(body.project, body.label_config)
+    repo.upsert_project(session, project_id, body.label_config)
+    version = ensure_prompt(session, project_id, schema)
+    return SetupResponse(model_version=model_version(version.id, runtime.model_id()))

@@ -1,0 +1,37 @@
+"""Optional HTTP basic auth on every route, as label-studio-ml-backend does (BASIC_AUTH_USER / _PASS)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from service.settings import settings
+
+_basic = HTTPBasic(auto_error=False, realm="Prompter")
+
+
+def auth_enabled() -> bool:
+    """On when both the user and the password are set (one alone is ignored, like label-studio-ml-backend)."""
+    return bool(settings.basic_auth_user and settings.basic_auth_pass)
+
+
+async def require_basic_auth(
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> None:
+    """Async on purpose: it never waits on the thread pool, so /health stays fast under load."""
+    if not auth_enabled():
+        return
+    user, password = settings.basic_auth_user or "", settings.basic_auth_pass or ""
+    if credentials is not None:
+        user_ok = secrets.compare_digest(credentials.username.encode(), user.encode())
+        pass_ok = secrets.compare_digest(credentials.password.encode(), password.encode())
+        if user_ok and pass_ok:
+            return
+    raise HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="invalid or missing credentials",
+        headers={"WWW-Authenticate": 'Basic realm="Prompter"'},
+    )

@@ -1,0 +1,74 @@
+"""The ``prompter`` command. Subcommands are registered in SUBCOMMANDS, the one place to add one.
+
+Each entry names a ``configure(parser)`` function that adds the subcommand's arguments and sets
+``run=<function taking the parsed args and returning an exit code>`` with ``parser.set_defaults``.
+Only the chosen subcommand's module is imported, so heavy imports may stay at module level there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+
+from service.settings import settings
+
+# name -> (help, "module:configure")
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("run the Label Studio ML backend (HTTP)", "service.cli:configure_serve"),
+    # "bench": (..., "benchmarks.cli:configure"), "label": ..., "eval": ..., "simulate": ..., "demo": ...
+}
+
+
+def _resolve(target: str) -> Callable[[argparse.ArgumentParser], None]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def configure_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help=f"interface to bind (default {settings.host})")
+    parser.add_argument("--port", type=int, default=None, help=f"port (default {settings.port})")
+    parser.add_argument("--log-level", default=None, help=f"uvicorn log level (default {settings.log_level})")
+    parser.set_defaults(run=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """One uvicorn worker: the model lives in this process and must be loaded once."""
+    import logging
+
+    import uvicorn
+
+    from service.app import create_app
+
+    level = (args.log_level or settings.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=(args.log_level or settings.log_level).lower(),
+        workers=1,
+    )
+    return 0
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prompter", description="Label Studio ML backend with a local LLM.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (help_text, target) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _resolve(target)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The process-wide model engine: loaded once in a background thread, never rebuilt per request."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.concurrency import run_in_threadpool
+
+from constraints.base import Engine, EngineNotReady
+from service.labeling import ProjectSchema
+from service.predictor import TaskPrediction, predict_tasks
+from service.settings import settings
+
+log = logging.getLogger(__name__)
+
+ModelState = Literal["loading", "ready", "error"]
+
+
+@dataclass(frozen=True)
+class EngineState:
+    state: ModelState  # "loading" also means "not loaded yet": nothing is served until "ready"
+    error: str | None = None
+    model_id: str | None = None
+    load_seconds: float | None = None
+
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_state = EngineState("loading")
+_thread: threading.Thread | None = None
+
+
+def _default_loader() -> Engine:
+    return importlib.import_module("constraints.local").load_engine(settings)
+
+
+def _load(loader: Callable[[], Engine]) -> None:
+    global _engine, _state
+    started = time.perf_counter()
+    try:
+        engine = loader()
+    except BaseException as exc:  # the model must never take the service down with it
+        log.exception("the model failed to load")
+        with _lock:
+            _state = EngineState("error", error=f"{type(exc).__name__}: {exc}")
+        return
+    seconds = time.perf_counter() - started
+    log.info("model %s ready in %.1f s", engine.model_id, seconds)
+    with _lock:
+        _engine = engine
+        _state = EngineState("ready", model_id=engine.model_id, load_seconds=seconds)
+
+
+def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Thread:
+    """Load the engine in a daemon thread (``constraints.local.load_engine(settings)`` by default)."""
+    global _thread, _state
+    with _lock:
+        if _thread is not None and _thread.is_alive():
+            return _thread
+        _state = EngineState("loading")
+        _thread = threading.Thread(target=_load, args=(loader or _default_loader,), name="model-loader")
+        _thread.daemon = True
+        _thread.start()
+        return _thread
+
+
+def set_engine(engine: Engine | None) -> None:
+    """Install a ready engine (tests, embedding); None goes back to "loading"."""
+    global _engine, _state
+    with _lock:
+        _engine = engine
+        _state = EngineState("ready", model_id=engine.model_id) if engine else EngineState("loading")
+
+
+def state() -> EngineState:
+    return _state
+
+
+def get_engine() -> Engine:
+    """The ready engine; EngineNotReady (with the reason) while it loads or after it failed."""
+    engine, current = _engine, _state
+    if engine is not None:
+        return engine
+    if current.state == "error":
+        raise EngineNotReady(f"the model failed to load: {current.error}")
+    raise EngineNotReady("the model is still loading; retry in a few seconds")
+
+
+def model_id() -> str:
+    """The engine's model id once loaded; before that the configured model (``settings.model``)."""
+    engine = _engine
+    return engine.model_id if engine is not None else settings.model
+
+
+async def run_predictions(engine: Engine, schema: ProjectSchema, tasks: list[Any], prompt: str) -> list[TaskPrediction]:
+    """Run the (CPU-bound, blocking) model call off the event loop."""
+    return await run_in_threadpool(
+        predict_tasks,
+        engine,
+        schema,
+        tasks,
+        prompt,
+        max_chars=settings.max_text_chars,
+        response_max_tokens=settings.response_max_tokens,
+    )
