@@ -29,10 +29,29 @@ if ! [[ "$LS_TOKEN" =~ ^[0-9a-f]{40}$ ]]; then
 fi
 
 now() { date +%s.%N; }
+# GET a loopback URL with optional "Name: value" headers; prints the body, fails unless 2xx (no curl needed).
+http_get() {
+  "$VENV/bin/python" -c '
+import sys, urllib.request
+headers = dict(h.split(": ", 1) for h in sys.argv[2:])
+try:
+    with urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers=headers), timeout=2) as response:
+        sys.stdout.write(response.read().decode())
+except Exception as exc:
+    sys.exit(f"{sys.argv[1]}: {exc}")
+' "$@"
+}
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 log() { echo "[install_label_studio] $*"; }
 
 total_start=$(now)
+
+# Two test sessions may start at once: one installs, the other waits for it.
+mkdir -p "$(dirname "$VENV")" "$(dirname "$TEMPLATE")"
+exec 9>"$(dirname "$TEMPLATE")/.install_label_studio.lock"
+if command -v flock >/dev/null; then
+  flock 9
+fi
 
 # --- 1. the virtual environment -------------------------------------------------------------------
 step_start=$(now)
@@ -47,7 +66,14 @@ else
   mkdir -p "$(dirname "$VENV")"
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
   # Never `label-studio --version`: it starts a server.
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "label-studio==$LS_VERSION"
+  pip_log=$(mktemp)
+  if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "label-studio==$LS_VERSION" \
+      >"$pip_log" 2>&1; then
+    grep -v "is ignored: it is neither" "$pip_log" >&2 || true
+    rm -f "$pip_log"
+    exit 1
+  fi
+  rm -f "$pip_log"
   installed=$("$VENV/bin/python" -m pip show label-studio | awk '/^Version:/ { print $2 }')
   if [[ "$installed" != "$LS_VERSION" ]]; then
     echo "label-studio $installed installed, expected $LS_VERSION" >&2
@@ -120,7 +146,7 @@ while (( $(date +%s) < deadline )); do
   fi
   bound=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$work/server.log" | tail -n 1 | awk -F: '{ print $3 }' || true)
   for p in $port $bound; do
-    if curl -fsS --max-time 2 "http://127.0.0.1:$p/health" 2>/dev/null | grep -q '"UP"'; then
+    if http_get "http://127.0.0.1:$p/health" 2>/dev/null | grep -q '"UP"'; then
       healthy=$p
       break 2
     fi
@@ -135,10 +161,9 @@ fi
 log "migrated and healthy on port $healthy: $(elapsed "$step_start") s"
 
 # The token must authenticate: that proves the user and the legacy token setting are in the DB.
-status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Token $LS_TOKEN" \
-  "http://127.0.0.1:$healthy/api/current-user/whoami")
-if [[ "$status" != "200" ]]; then
-  echo "GET /api/current-user/whoami with the token answered $status; its log:" >&2
+if ! whoami=$(http_get "http://127.0.0.1:$healthy/api/current-user/whoami" "Authorization: Token $LS_TOKEN" 2>&1) \
+    || [[ "$whoami" != *"\"$LS_USER\""* ]]; then
+  echo "GET /api/current-user/whoami with the token failed: $whoami; its log:" >&2
   tail -n 60 "$work/server.log" >&2
   exit 1
 fi

@@ -89,12 +89,15 @@ class LabelStudioServer:
         template: Path | None = None,
         port: int | None = None,
         startup_timeout: float = 180.0,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        """`extra_env` adds to Label Studio's environment, e.g. {"ML_TIMEOUT_PREDICT": "300"}."""
         self.workdir = Path(workdir)
         self.venv = venv or venv_dir()
         self.template = template or template_dir()
         self.requested_port = port
         self.startup_timeout = startup_timeout
+        self.extra_env = dict(extra_env or {})
         self.data_dir = self.workdir / "data"
         self.home_dir = self.workdir / "home"
         self.log_path = self.workdir / "label_studio.log"
@@ -202,6 +205,7 @@ class LabelStudioServer:
             LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def _bound_port(self) -> int | None:

@@ -91,9 +91,12 @@ class PrompterServer:
         if response.status_code != 200:
             return False
         try:
-            return response.json().get("model_state") == "ready"
+            health = response.json()
         except ValueError:
             return False
+        if health.get("model_state") == "error":
+            raise RuntimeError(f"prompter's model failed to load: {health.get('model_error')}\n{self.log_tail()}")
+        return health.get("model_state") == "ready"
 
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
