@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from starlette.concurrency import run_in_threadpool
@@ -92,10 +93,20 @@ def get_engine() -> Engine:
     raise EngineNotReady("the model is still loading; retry in a few seconds")
 
 
+EMBEDDED_MODEL_ID = "gemma-3-270m"  # what constraints.loading names the embedded model (a test pins it)
+
+
+def expected_model_id() -> str:
+    """The id the configured model will have once loaded, known without importing torch."""
+    if settings.model == "embedded":
+        return EMBEDDED_MODEL_ID
+    return Path(settings.model).name or settings.model
+
+
 def model_id() -> str:
-    """The engine's model id once loaded; before that the configured model (``settings.model``)."""
+    """The engine's model id once loaded; before that the id the configured model will have."""
     engine = _engine
-    return engine.model_id if engine is not None else settings.model
+    return engine.model_id if engine is not None else expected_model_id()
 
 
 async def run_predictions(engine: Engine, schema: ProjectSchema, tasks: list[Any], prompt: str) -> list[TaskPrediction]:

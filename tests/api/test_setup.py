@@ -74,3 +74,14 @@ def test_project_and_prompt_routes(client: TestClient, ls: dict) -> None:
     assert client.get("/projects/1").json()["label_config"] == ls["setup"]["schema"]
     (prompt,) = client.get("/projects/1/prompts").json()
     assert prompt["source"] == "default" and prompt["is_active"] is True and prompt["parent_id"] is None
+
+
+def test_model_id_before_loading_matches_the_loader(monkeypatch) -> None:
+    from constraints import loading
+    from service import runtime
+    from service.settings import settings
+
+    monkeypatch.setattr(settings, "model", loading.EMBEDDED)
+    assert runtime.expected_model_id() == loading.EMBEDDED_NAME
+    monkeypatch.setattr(settings, "model", "google/gemma-3-270m-it")
+    assert runtime.expected_model_id() == "gemma-3-270m-it"
