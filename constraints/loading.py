@@ -61,9 +61,7 @@ def embedded_model_dir(home: Path) -> Path:
     return target
 
 
-def load_model(
-    name: str, gguf_file: str | None, device: str, dtype: str, home: Path, threads: int | None = None
-):
+def load_model(name: str, gguf_file: str | None, device: str, dtype: str, home: Path, threads: int | None = None):
     """(model, tokenizer, model_id) in eval mode on the chosen device."""
     if threads:
         torch.set_num_threads(threads)

@@ -42,6 +42,7 @@ class LocalEngine:
         batch_size: int = 16,
         multi_label_threshold: float = 0.5,
         calibration: str = "none",
+        answer_lead: str = "\n",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -56,6 +57,11 @@ class LocalEngine:
         self._lock = threading.RLock()  # one forward at a time: torch already uses every core
         self._generator = None
         self._chat_parts = self._split_chat_template() if self.chat else ("", "")
+        # What separates the cue from the answer. After a newline a label's canonical tokens carry no
+        # leading-space marker, so constrained generation cannot detour through a lone space token
+        # (measured on dstc11: greedy agreed with trie scoring on 19/20 tasks with "\n", 9/20 with " ").
+        # Demonstrations in prompts should use the same format: f"{cue}{engine.lead}{label}".
+        self.lead = "" if self.chat else answer_lead
 
     # -- tokens ---------------------------------------------------------------------------------
     def encode(self, text: str, special: bool = False) -> list[int]:
@@ -96,7 +102,7 @@ class LocalEngine:
             if hit is not None:
                 self._compiled.move_to_end(label_set.key)
                 return hit
-        lead = "" if self.chat else " "
+        lead = self.lead
         end = self.tokenizer.eos_token_id if self.chat else self._single_token("\n")
         end = end[0] if isinstance(end, list) else end
         compiled = Compiled(label_set)
@@ -188,9 +194,10 @@ class LocalEngine:
         return self._generator
 
     def full_text(self, query: Query) -> str:
-        bos = self.tokenizer.bos_token or ""
+        """The whole input as text, for tokenizers that add BOS themselves (outlines, HTTP engines)."""
         text = self._chat_parts[0] + query.prefix + query.body + self._chat_parts[1] + query.cue
-        return text if self.chat or not bos or text.startswith(bos) else bos + text
+        bos = self.tokenizer.bos_token
+        return text[len(bos) :] if bos and text.startswith(bos) else text
 
     def generate(self, queries: list[Query], max_tokens: int) -> list[str]:
         """One line of free text per query, outlines-constrained to a single non-empty line."""

@@ -45,7 +45,7 @@ class OutlinesLabeler:
 
     @property
     def lead(self) -> str:
-        return "" if self.engine.chat else " "
+        return self.engine.lead
 
     def _build(self, label_set: LabelSet):
         import outlines
@@ -79,7 +79,7 @@ class OutlinesLabeler:
             gen = self.generator(label_set, rebuild)
             text = self.engine.full_text(q)
             with self.engine._lock:
-                answer = gen(text, max_new_tokens=max_tokens)
+                answer = gen(text, max_new_tokens=max_tokens, do_sample=False)
             if label_set.multiple:
                 out.append(parse_set(answer, label_set))
             else:

@@ -53,9 +53,7 @@ class TreeScorer:
         cache = DynamicCache()
         mask = self._causal_mask(len(ids))
         with torch.inference_mode():
-            self.model.model(
-                input_ids=x, position_ids=pos, attention_mask=mask, past_key_values=cache, use_cache=True
-            )
+            self.model.model(input_ids=x, position_ids=pos, attention_mask=mask, past_key_values=cache, use_cache=True)
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         state = PrefixState(list(ids), kv)
         with self._lock:
@@ -126,9 +124,7 @@ class TreeScorer:
         allowed[:, T:, P + T :] = self._ancestry(trie)[None]
         mask = self._mapping(allowed[:, None], q_pos, k_pos)
 
-        cache = DynamicCache(
-            ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix.kv]
-        )
+        cache = DynamicCache(ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix.kv])
         with torch.inference_mode():
             hidden = self.model.model(
                 input_ids=ids, position_ids=q_pos, attention_mask=mask, past_key_values=cache, use_cache=True
