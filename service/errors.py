@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from constraints.base import EngineNotReady
-from service import runtime
 from service.labeling import ConfigError
 from service.predictor import TaskDataError
 
@@ -52,6 +51,8 @@ async def _unprocessable(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _not_ready(_: Request, exc: EngineNotReady) -> JSONResponse:
+    from service import runtime  # here, not at the top: runtime's model queue imports this module
+
     headers = {"Retry-After": str(LOADING_RETRY_AFTER_S)} if runtime.state().state == "loading" else None
     return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)}, headers=headers)
 
