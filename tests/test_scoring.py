@@ -26,7 +26,7 @@ def naive_label_probs(engine: LocalEngine, query: Query, label_set: LabelSet) ->
     """Each label as its own full sequence; the constrained distribution renormalised at each branch."""
     context = engine._prefix_ids(query) + engine._body_ids(query)
     end = engine._single_token("\n")
-    seqs = [engine.encode(" " + n) + [end] for n in label_set.names]
+    seqs = [engine.encode(engine.lead + n) + [end] for n in label_set.names]
     out = []
     for seq in seqs:
         with torch.inference_mode():
