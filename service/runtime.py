@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from starlette.concurrency import run_in_threadpool
-
 from constraints.base import Engine, EngineNotReady
+from service.batching import MicroBatcher
 from service.labeling import ProjectSchema
-from service.predictor import TaskPrediction, predict_tasks
+from service.predictor import TaskPrediction, check_tasks, predict_tasks
 from service.settings import settings
 
 log = logging.getLogger(__name__)
@@ -109,14 +108,39 @@ def model_id() -> str:
     return engine.model_id if engine is not None else expected_model_id()
 
 
-async def run_predictions(engine: Engine, schema: ProjectSchema, tasks: list[Any], prompt: str) -> list[TaskPrediction]:
-    """Run the (CPU-bound, blocking) model call off the event loop."""
-    return await run_in_threadpool(
-        predict_tasks,
+_batcher: MicroBatcher | None = None
+
+
+def batcher() -> MicroBatcher:
+    """The process-wide model queue (created on first use)."""
+    global _batcher
+    with _lock:
+        if _batcher is None:
+            _batcher = MicroBatcher(_run_batch, settings.batch_size, settings.queue_size)
+        return _batcher
+
+
+def _run_batch(key: tuple, tasks: list[dict], examples: list[str] | None) -> list[TaskPrediction]:
+    engine, schema, prompt = key
+    return predict_tasks(
         engine,
         schema,
         tasks,
         prompt,
         max_chars=settings.max_text_chars,
         response_max_tokens=settings.response_max_tokens,
+        examples=examples,
     )
+
+
+async def run_predictions(
+    engine: Engine,
+    schema: ProjectSchema,
+    tasks: list[Any],
+    prompt: str,
+    examples: list[str] | None = None,
+    interactive: bool = False,
+) -> list[TaskPrediction]:
+    """Queue the model call: checked first (a bad task fails only its own request), then batched."""
+    check_tasks(schema, tasks, settings.max_text_chars)
+    return await batcher().predict((engine, schema, prompt), tasks, examples, interactive or len(tasks) == 1)

@@ -101,7 +101,10 @@ async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
         return PredictResponse(results=[])
     started = time.perf_counter()
     plan = await run_in_threadpool(_plan, session, body)
-    predictions = await runtime.run_predictions(plan.engine, plan.schema, tasks, plan.prompt.text)
+    interactive = bool(body.params and body.params.context)
+    predictions = await runtime.run_predictions(
+        plan.engine, plan.schema, tasks, plan.prompt.text, interactive=interactive
+    )
     mv = model_version(plan.prompt.id, plan.engine.model_id)
     await run_in_threadpool(_store, session, plan, mv, tasks, predictions)
     log.info(
