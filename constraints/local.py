@@ -14,11 +14,10 @@ import torch
 from constraints.base import Decision, Query
 from constraints.labelset import LabelSet, LabelSetError
 from constraints.scoring import TreeScorer
-from constraints.trie import ChoiceTrie, QuestionTrie
+from constraints.trie import ChoiceTrie
 
 log = logging.getLogger(__name__)
 
-QUESTION = '\nDoes "{name}" apply? Answer:'
 CONTENT_FREE_BODY = "N/A\n"
 
 
@@ -27,8 +26,7 @@ class Compiled:
     """Everything derived from one label set for one tokenizer: built once, reused for every request."""
 
     label_set: LabelSet
-    choice: ChoiceTrie | None = None
-    questions: QuestionTrie | None = None
+    choice: ChoiceTrie
 
 
 class LocalEngine:
@@ -40,7 +38,7 @@ class LocalEngine:
         tokenizer,
         model_id: str,
         batch_size: int = 16,
-        multi_label_threshold: float = 0.5,
+        multi_label_threshold: float = 0.1,
         calibration: str = "none",
         answer_lead: str = "\n",
     ) -> None:
@@ -105,15 +103,8 @@ class LocalEngine:
         lead = self.lead
         end = self.tokenizer.eos_token_id if self.chat else self._single_token("\n")
         end = end[0] if isinstance(end, list) else end
-        compiled = Compiled(label_set)
         try:
-            if label_set.multiple:
-                questions = [self.encode(QUESTION.format(name=n)) for n in label_set.names]
-                compiled.questions = QuestionTrie.build(
-                    questions, self._single_token(" yes"), self._single_token(" no")
-                )
-            else:
-                compiled.choice = ChoiceTrie.build([self.encode(lead + n) + [end] for n in label_set.names])
+            compiled = Compiled(label_set, ChoiceTrie.build([self.encode(lead + n) + [end] for n in label_set.names]))
         except ValueError as exc:
             raise LabelSetError(str(exc)) from None
         with self._lock:
@@ -124,7 +115,7 @@ class LocalEngine:
 
     # -- decisions --------------------------------------------------------------------------------
     def label_logprobs(self, queries: list[Query], label_set: LabelSet) -> torch.Tensor:
-        """(len(queries), len(labels)): log P(label) for single choice, log-odds of 'yes' for multiple."""
+        """(len(queries), len(labels)): log P(label | the answer is one of the labels)."""
         compiled = self.compile(label_set)
         out = torch.empty((len(queries), len(label_set)))
         order = sorted(range(len(queries)), key=lambda i: queries[i].prefix)
@@ -137,21 +128,15 @@ class LocalEngine:
         return out
 
     def _score_chunk(self, prefix_ids: list[int], queries: list[Query], compiled: Compiled) -> torch.Tensor:
-        if compiled.choice is not None:
-            trie = compiled.choice
-            bodies = [self._body_ids(q) for q in queries]
-            with self._lock:
-                reads = self.scorer.score(prefix_ids, bodies, trie.trie, trie.readouts)
-            logp = torch.zeros((len(queries), len(trie.paths)))
-            for j, path in enumerate(trie.paths):
-                for r, pos in path:
-                    logp[:, j] += reads[r][:, pos]
-            return logp
-        trie = compiled.questions
-        bodies = [self._body_ids(q, cue=False) for q in queries]
+        trie = compiled.choice
+        bodies = [self._body_ids(q) for q in queries]
         with self._lock:
             reads = self.scorer.score(prefix_ids, bodies, trie.trie, trie.readouts)
-        return torch.stack([r[:, 0] - r[:, 1] for r in reads], dim=1)  # log-odds of yes
+        logp = torch.zeros((len(queries), len(trie.paths)))
+        for j, path in enumerate(trie.paths):
+            for r, pos in path:
+                logp[:, j] += reads[r][:, pos]
+        return logp
 
     def _prior(self, query: Query, label_set: LabelSet) -> torch.Tensor:
         """Label log-probabilities on a content-free input, for content-free calibration."""
@@ -169,7 +154,7 @@ class LocalEngine:
         scores = self.label_logprobs(queries, label_set)
         if self.calibration == "content_free":
             priors = torch.stack([self._prior(q, label_set) for q in queries])
-            scores = scores - priors if label_set.multiple else torch.log_softmax(scores - priors, dim=1)
+            scores = torch.log_softmax(scores - priors, dim=1)
         return [decision_from_scores(row, label_set, self.threshold) for row in scores]
 
     def warmup(self, response_tokens: int = 0) -> float:
@@ -211,25 +196,22 @@ class LocalEngine:
 
 
 def decision_from_scores(row: torch.Tensor, label_set: LabelSet, threshold: float) -> Decision:
-    """Single: argmax of the label distribution. Multiple: every label whose P(yes) passes the threshold."""
+    """From log P(label) to a decision.
+
+    Single: the most probable label; score = its probability. Multiple: each label on its own, chosen when
+    its probability reaches ``threshold`` (so no label twice, and the set size follows the evidence);
+    score = the probability mass the chosen set covers (1 - the top probability for an empty set).
+    """
+    probs = torch.softmax(row, dim=0)
+    named = {lab: float(p) for lab, p in zip(label_set.labels, probs, strict=True)}
     if not label_set.multiple:
-        probs = torch.softmax(row, dim=0)
         best = int(probs.argmax())
-        return Decision(
-            (label_set.labels[best],),
-            float(probs[best]),
-            {lab: float(p) for lab, p in zip(label_set.labels, probs, strict=True)},
-        )
-    p_yes = torch.sigmoid(row)
-    chosen = [j for j in range(len(label_set)) if p_yes[j] >= threshold]
+        return Decision((label_set.labels[best],), float(probs[best]), named)
+    chosen = [j for j in range(len(label_set)) if probs[j] >= threshold]
     if not chosen and not label_set.allow_empty:
-        chosen = [int(p_yes.argmax())]
-    score = float(min(p_yes[j] for j in chosen)) if chosen else float(1 - p_yes.max())
-    return Decision(
-        tuple(label_set.labels[j] for j in chosen),
-        max(score, 1e-6),
-        {lab: float(p) for lab, p in zip(label_set.labels, p_yes, strict=True)},
-    )
+        chosen = [int(probs.argmax())]
+    score = float(probs[chosen].sum()) if chosen else float(1 - probs.max())
+    return Decision(tuple(label_set.labels[j] for j in chosen), min(max(score, 1e-6), 1.0), named)
 
 
 def load_engine(settings) -> LocalEngine:

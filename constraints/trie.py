@@ -1,6 +1,6 @@
 """Token tries: many continuations of one prompt, scored in a single forward pass.
 
-Every continuation (a label's tokens plus a terminator, or a per-label yes/no question) is a path in
+Every continuation (a label's tokens plus a terminator) is a path in
 the trie. The scorer feeds all trie nodes at once with a tree attention mask, so shared tokens are
 computed once and each node sees only the prompt and its ancestors. Logits are computed only where a
 ``Readout`` asks for them, and only for the token ids it names.
@@ -90,19 +90,3 @@ class ChoiceTrie:
                     path.append((r, readouts[r].token_ids.index(trie.tokens[node])))
             paths.append(path)
         return cls(trie, readouts, paths)
-
-
-@dataclass
-class QuestionTrie:
-    """Multiple choice: one yes/no question per label, all sharing the prompt; read out at each question's end."""
-
-    trie: TokenTrie
-    readouts: list[Readout]  # one per label: (yes, no) at the end of its question
-
-    @classmethod
-    def build(cls, questions: list[list[int]], yes_id: int, no_id: int) -> QuestionTrie:
-        trie = TokenTrie()
-        ends = [trie.insert(q) for q in questions]
-        if len(set(ends)) != len(ends):
-            raise ValueError("two labels have the same question tokens")
-        return cls(trie, [Readout(e, (yes_id, no_id)) for e in ends])

@@ -28,19 +28,17 @@ class Settings(BaseSettings):
     engine: Literal["local"] = "local"
 
     # Decoding
-    response_max_tokens: int = Field(
-        default=48, ge=0, le=1024, description="0 turns the free-text answer off."
+    response_max_tokens: int = Field(default=48, ge=0, le=1024, description="0 turns the free-text answer off.")
+    multi_label_threshold: float = Field(
+        default=0.1, gt=0.0, lt=1.0, description="Multiple choice: a label is chosen when its probability reaches this."
     )
-    multi_label_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     calibration: Literal["none", "content_free"] = "none"
     batch_size: int = Field(default=16, ge=1, le=512)
     queue_size: int = Field(default=64, ge=1, description="Pending interactive requests before 503.")
     warmup: bool = True
 
     # Label Studio and input limits
-    prompt_prefix: str = Field(
-        default="prompt", description="A TextArea whose name starts with this holds the prompt."
-    )
+    prompt_prefix: str = Field(default="prompt", description="A TextArea whose name starts with this holds the prompt.")
     response_name: str | None = Field(
         default=None, description="Name of the response TextArea (default: the first non-prompt TextArea)."
     )
@@ -48,9 +46,7 @@ class Settings(BaseSettings):
     max_tasks_per_request: int = Field(default=5_000, ge=1)
 
     # Store
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME."
-    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
 
     # Service
     host: str = "0.0.0.0"
