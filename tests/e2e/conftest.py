@@ -118,13 +118,17 @@ def _fail_on_backend_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "allow_backend_errors" in request.fixturenames:
         return
+    report = []
     for server, offset in zip(servers, offsets, strict=True):
-        errors = server.log_errors(since=offset)
-        if errors:
-            pytest.fail(
-                f"{type(server).__name__} logged ML backend errors during the test "
-                f"(full log: {server.log_path}):\n" + "\n".join(errors[:40])
+        if errors := server.log_errors(since=offset):
+            # pytest removes old temporary folders, so the message carries the evidence itself.
+            report.append(
+                f"{type(server).__name__} logged errors during the test ({server.log_path}):\n"
+                + "\n".join(errors[:40])
+                + f"\n--- last lines of its log ---\n{server.log_tail(40)}"
             )
+    if report:
+        pytest.fail("\n\n".join(report))
 
 
 @pytest.fixture(scope="session")
