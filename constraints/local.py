@@ -191,7 +191,10 @@ class LocalEngine:
         gen = self._outlines_generator()
         texts = [self.full_text(q) for q in queries]
         with self._lock:
-            out = [gen(t, max_new_tokens=max_tokens) for t in texts]
+            if len(texts) == 1:
+                out = [gen(texts[0], max_new_tokens=max_tokens, do_sample=False)]
+            else:
+                out = gen.batch(texts, max_new_tokens=max_tokens, do_sample=False)
         return [o.strip() for o in out]
 
 

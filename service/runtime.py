@@ -121,14 +121,14 @@ def batcher() -> MicroBatcher:
 
 
 def _run_batch(key: tuple, tasks: list[dict], examples: list[str] | None) -> list[TaskPrediction]:
-    engine, schema, prompt = key
+    engine, schema, prompt, with_response = key
     return predict_tasks(
         engine,
         schema,
         tasks,
         prompt,
         max_chars=settings.max_text_chars,
-        response_max_tokens=settings.response_max_tokens,
+        response_max_tokens=settings.response_max_tokens if with_response else 0,
         examples=examples,
     )
 
@@ -141,6 +141,11 @@ async def run_predictions(
     examples: list[str] | None = None,
     interactive: bool = False,
 ) -> list[TaskPrediction]:
-    """Queue the model call: checked first (a bad task fails only its own request), then batched."""
+    """Queue the model call: checked first (a bad task fails only its own request), then batched.
+
+    The free-text answer costs a decode step per token, so bulk predictions skip it unless configured.
+    """
     check_tasks(schema, tasks, settings.max_text_chars)
-    return await batcher().predict((engine, schema, prompt), tasks, examples, interactive or len(tasks) == 1)
+    interactive = interactive or len(tasks) == 1
+    key = (engine, schema, prompt, interactive or settings.response_in_batch)
+    return await batcher().predict(key, tasks, examples, interactive)

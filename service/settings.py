@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     engine: Literal["local"] = "local"
 
     # Decoding
-    response_max_tokens: int = Field(default=48, ge=0, le=1024, description="0 turns the free-text answer off.")
+    response_max_tokens: int = Field(
+        default=16, ge=0, le=1024, description="Length of the free-text answer; 0 turns it off."
+    )
+    response_in_batch: bool = Field(
+        default=False, description="Also write the free-text answer for non-interactive (bulk) predictions."
+    )
     multi_label_threshold: float = Field(
         default=0.1, gt=0.0, lt=1.0, description="Multiple choice: a label is chosen when its probability reaches this."
     )

@@ -35,8 +35,7 @@ def test_batch_predict_one_result_per_task(client: TestClient, ls: dict, db_url:
         assert regions["intent"]["type"] == "choices"
         assert regions["intent"]["to_name"] == "chat"
         assert set(regions["intent"]["value"]["choices"]) <= labels
-        assert regions["response"]["type"] == "textarea"
-        assert isinstance(regions["response"]["value"]["text"][0], str)
+        assert "response" not in regions  # bulk predictions skip the free-text answer by default
     stored = _stored(db_url)
     assert [p.task_id for p in stored] == [1, 2, 3]
     assert [p.result for p in stored] == [r["result"] for r in results]
@@ -44,6 +43,15 @@ def test_batch_predict_one_result_per_task(client: TestClient, ls: dict, db_url:
     assert stored[0].labels["intent"] == next(
         r["value"]["choices"] for r in results[0]["result"] if r["from_name"] == "intent"
     )
+
+
+def test_bulk_response_when_configured(client: TestClient, ls: dict, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "response_max_tokens", 3)
+    monkeypatch.setattr(settings, "response_in_batch", True)
+    results = client.post("/predict", json=ls["predict_batch"]).json()["results"]
+    for result in results:
+        regions = {r["from_name"]: r for r in result["result"]}
+        assert regions["response"]["type"] == "textarea" and regions["response"]["value"]["text"][0].strip()
 
 
 def test_predict_twice_upserts(client: TestClient, ls: dict, db_url: str) -> None:
@@ -63,7 +71,8 @@ def test_predict_for_project_never_set_up(client: TestClient, ls: dict, db_url: 
     assert response.json()["results"][0]["model_version"] == f"prompt-{version.id}@test/tiny-gemma3"
 
 
-def test_interactive_prompt_is_a_new_model_version(client: TestClient, ls: dict, db_url: str) -> None:
+def test_interactive_prompt_is_a_new_model_version(client: TestClient, ls: dict, db_url: str, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "response_max_tokens", 3)
     default_version = client.post("/setup", json=ls["setup"]).json()["model_version"]
     response = client.post("/predict", json=ls["predict_interactive"])
     assert response.status_code == 200
@@ -71,6 +80,7 @@ def test_interactive_prompt_is_a_new_model_version(client: TestClient, ls: dict,
     assert result["model_version"] != default_version
     regions = {r["from_name"]: r for r in result["result"]}
     assert regions["prompt"]["value"]["text"] == ["Classify the customer's intent."]
+    assert regions["response"]["type"] == "textarea" and regions["response"]["value"]["text"][0].strip()
     with Session(db.get_engine(db_url)) as session:
         versions = repo.list_prompt_versions(session, "1")
         assert [(v.source, v.is_active) for v in versions] == [("default", True), ("annotator", False)]

@@ -1,0 +1,565 @@
+"""`prompter bench`: the engine's trie scoring against outlines-constrained generation, side by side.
+
+One process, the model loaded once, the same tasks for every path. Per labeled set it measures:
+interactive latency (one task per call) of (a) the engine's ``decide``, (b) outlines with a reused
+Generator, (c) outlines rebuilt per call and (d) a bare prefill of the same prompt tokens (the floor);
+batch throughput of (a) on all tasks against the per-task (b) loop; the first request after warm-up;
+peak RSS; top-1 agreement of (a) and (b) and their accuracy against the gold labels.
+Writes JSON and a markdown table under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import torch
+
+from constraints.base import Query
+from constraints.labelset import LabelSet
+from service.labeling import parse_config
+from service.prompting import build_query, default_prompt
+from service.settings import settings
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+DEFAULT_SETS = (SHARED_DATA / "dstc11-insurance" / "utterances.jsonl", SHARED_DATA / "banking77" / "test.jsonl")
+RESULTS_DIR = REPO / "benchmarks" / "results"
+PATHS = ("engine", "outlines_reused", "outlines_rebuilt", "prefill")
+WARMUP_TEXT = "Hello, I have a question about something else entirely."
+
+# issue 3 targets, read from the benchmark
+TARGET_ENGINE_OVER_PREFILL = 1.3
+TARGET_OUTLINES_OVER_ENGINE = 1.6
+TARGET_BATCH_SPEEDUP = 3.0
+TARGET_FIRST_OVER_P50 = 1.5
+TARGET_PEAK_RSS_MB = 2500.0
+
+
+@dataclass(frozen=True)
+class LabeledSet:
+    """A slice of a ``{"text","label"}`` file; ``labels`` are the file's sorted distinct gold labels."""
+
+    name: str
+    texts: tuple[str, ...]
+    gold: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    interactive: int = 20  # tasks timed one per call for engine, outlines reused and prefill
+    rebuilt: int = 5  # calls of outlines rebuilt per call (seconds each)
+    loop_tasks: int = 40  # tasks the per-task outlines loop runs (throughput extrapolated, agreement, accuracy)
+
+
+def set_name(path: Path) -> str:
+    return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
+
+
+def load_labeled(path: Path, tasks: int, seed: int) -> LabeledSet:
+    """``tasks`` rows drawn at random (``seed``) from a ``{"text","label"}`` JSON-lines file."""
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("text"), str) or not isinstance(row.get("label"), str):
+                raise ValueError(f"{path}:{n}: expected a string 'text' and a string 'label'")
+            rows.append((row["text"], row["label"]))
+    if not rows:
+        raise ValueError(f"{path}: no labeled rows")
+    labels = tuple(sorted({label for _, label in rows}))
+    picked = random.Random(seed).sample(rows, min(tasks, len(rows)))
+    return LabeledSet(set_name(path), tuple(t for t, _ in picked), tuple(g for _, g in picked), labels)
+
+
+def labeling_config(labels: Sequence[str]) -> str:
+    """A Text object and one single Choices control over ``labels``."""
+    choices = "".join(f"<Choice value={quoteattr(label)}/>" for label in labels)
+    return (
+        '<View><Text name="text" value="$text"/>'
+        f'<Choices name="intent" toName="text" choice="single" required="true">{choices}</Choices></View>'
+    )
+
+
+def make_queries(labels: Sequence[str], texts: Sequence[str]) -> tuple[LabelSet, list[Query]]:
+    """The zero-shot default prompt over ``labels``, one query per text."""
+    schema = parse_config(labeling_config(labels))
+    control = schema.choices[0]
+    template = default_prompt(schema)
+    return control.label_set, [build_query(template, schema, {"text": t}, control) for t in texts]
+
+
+# -- measuring --------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]."""
+    if not values:
+        raise ValueError("no values")
+    xs = sorted(values)
+    k = (len(xs) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak since start or the last ``reset_peak_rss``) resident set size in MiB."""
+    fields = {}
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return fields.get("VmRSS", peak), fields.get("VmHWM", peak)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak RSS mark (Linux), so a phase's own peak can be read."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def prefill(engine, query: Query) -> None:
+    """The floor: one forward over the engine's exact prompt tokens, logits for the last position only."""
+    ids = engine._prefix_ids(query) + engine._body_ids(query)
+    device = next(engine.model.parameters()).device
+    with torch.inference_mode():
+        engine.model(input_ids=torch.tensor([ids], device=device), logits_to_keep=1)
+
+
+def prompt_tokens(engine, queries: Sequence[Query]) -> dict[str, int]:
+    prefix = len(engine._prefix_ids(queries[0]))
+    bodies = sorted(len(engine._body_ids(q)) for q in queries)
+    return {"prefix": prefix, "body_median": bodies[len(bodies) // 2], "body_max": bodies[-1]}
+
+
+def trie_nodes(engine, label_set: LabelSet) -> int | None:
+    choice = getattr(engine.compile(label_set), "choice", None)
+    return len(choice.trie) if choice is not None else None
+
+
+def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, Any]:
+    """Every measurement for one labeled set; ``engine`` is warm, ``labeler`` an ``OutlinesLabeler`` on it."""
+    label_set, queries = make_queries(data.labels, data.texts)
+    n = len(queries)
+    k_inter = max(1, min(opts.interactive, n))
+    k_rebuilt = max(1, min(opts.rebuilt, n))
+    k_loop = max(k_inter, min(opts.loop_tasks, n))
+    gold = list(data.gold)
+    log.info("%s: %d labels, %d tasks", data.name, len(label_set), n)
+
+    # first request: the set's prompt and label set are new to the engine (cold prefix cache and trie)
+    first_s, first = timed(lambda: engine.decide([queries[0]], label_set))
+    _, warm = make_queries(data.labels, [WARMUP_TEXT])
+    labeler.label(warm, label_set)  # builds and warms the reused Generator
+    prefill(engine, warm[0])
+
+    lat: dict[str, list[float]] = {p: [] for p in PATHS}
+    engine_single: list[str] = []
+    outlines: list[str] = []
+    for q in queries[:k_inter]:
+        s, d = timed(lambda q=q: engine.decide([q], label_set))
+        lat["engine"].append(s)
+        engine_single.append(d[0].labels[0])
+        s, answer = timed(lambda q=q: labeler.label([q], label_set))
+        lat["outlines_reused"].append(s)
+        outlines.append(answer[0][0])
+        lat["prefill"].append(timed(lambda q=q: prefill(engine, q))[0])
+    log.info("%s: interactive done", data.name)
+
+    rebuilt: list[str] = []
+    for q in queries[:k_rebuilt]:
+        s, answer = timed(lambda q=q: labeler.label([q], label_set, rebuild=True))
+        lat["outlines_rebuilt"].append(s)
+        rebuilt.append(answer[0][0])
+    log.info("%s: rebuilt done", data.name)
+
+    peak_resettable = reset_peak_rss()
+    batch_s, decisions = timed(lambda: engine.decide(queries, label_set))
+    _, batch_peak = rss_mb()
+    engine_batch = [d.labels[0] for d in decisions]
+    log.info("%s: engine batch done", data.name)
+
+    loop_s = sum(lat["outlines_reused"])
+    for q in queries[k_inter:k_loop]:
+        s, answer = timed(lambda q=q: labeler.label([q], label_set))
+        loop_s += s
+        outlines.append(answer[0][0])
+    log.info("%s: outlines loop done", data.name)
+
+    p50 = {p: percentile(v, 50) for p, v in lat.items()}
+    p95 = {p: percentile(v, 95) for p, v in lat.items()}
+    batch = {"engine": n / batch_s, "outlines_reused": k_loop / loop_s}
+    compared = engine_batch[:k_loop]
+    accuracy = {
+        "engine": _share(compared, gold[:k_loop]),
+        "outlines_reused": _share(outlines, gold[:k_loop]),
+    }
+    _, peak = rss_mb()
+    summary: dict[str, Any] = {
+        "set": data.name,
+        "labels": len(label_set),
+        "tasks": n,
+        "interactive_tasks": k_inter,
+        "rebuilt_calls": k_rebuilt,
+        "outlines_loop_tasks": k_loop,
+        "prompt_tokens": prompt_tokens(engine, queries),
+        "trie_nodes": trie_nodes(engine, label_set),
+        "engine_batch_size": getattr(engine, "batch_size", None),
+        "interactive_p50_s": p50,
+        "interactive_p95_s": p95,
+        "interactive_mean_s": {p: sum(v) / len(v) for p, v in lat.items()},
+        "ratios": {
+            "engine_over_prefill": p50["engine"] / p50["prefill"],
+            "outlines_reused_over_engine": p50["outlines_reused"] / p50["engine"],
+            "outlines_rebuilt_over_engine": p50["outlines_rebuilt"] / p50["engine"],
+        },
+        "batch_tasks_per_s": batch,
+        "batch_speedup": batch["engine"] / batch["outlines_reused"],
+        "batch_seconds": {"engine": batch_s, "outlines_reused_measured": loop_s},
+        "batch_note": (
+            f"engine: one decide() over all {n} tasks; outlines_reused: per-task loop measured on "
+            f"{k_loop} of the {n} tasks, tasks/s extrapolated"
+        ),
+        "first_request_s": first_s,
+        "first_request_over_p50": first_s / p50["engine"],
+        "peak_rss_mb": peak,
+        "engine_batch_peak_rss_mb": batch_peak if peak_resettable else None,
+        "accuracy": accuracy,
+        "accuracy_tasks": k_loop,
+        "engine_accuracy_all_tasks": _share(engine_batch, gold),
+        "agreement": _share(compared, outlines),
+        "engine_single_vs_batch_agreement": _share(engine_single, engine_batch[:k_inter]),
+        "rebuilt_vs_reused_agreement": _share(rebuilt, outlines[:k_rebuilt]),
+        "first_request_label_matches_batch": first[0].labels[0] == engine_batch[0],
+    }
+    summary["targets"] = targets(summary)
+    return summary
+
+
+def _share(a: Sequence[str], b: Sequence[str]) -> float:
+    if len(a) != len(b) or not a:
+        raise ValueError("compare equal, non-empty lists")
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def targets(s: dict[str, Any]) -> dict[str, bool]:
+    p50 = s["interactive_p50_s"]
+    return {
+        "engine_p50_le_1.3x_prefill": p50["engine"] <= TARGET_ENGINE_OVER_PREFILL * p50["prefill"],
+        "outlines_reused_over_engine_ge_1.6": p50["outlines_reused"] >= TARGET_OUTLINES_OVER_ENGINE * p50["engine"],
+        "batch_ge_3x_per_task": s["batch_speedup"] >= TARGET_BATCH_SPEEDUP,
+        "first_request_le_1.5x_p50": s["first_request_s"] <= TARGET_FIRST_OVER_P50 * p50["engine"],
+        "peak_rss_lt_2500_mb": s["peak_rss_mb"] < TARGET_PEAK_RSS_MB,
+        "accuracy_engine_ge_outlines": s["accuracy"]["engine"] >= s["accuracy"]["outlines_reused"],
+    }
+
+
+# -- machine and report ----------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def engine_code_dirty() -> bool | None:
+    """Whether ``constraints/`` has uncommitted changes (then the commit alone does not say what ran)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "constraints"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def machine_info(engine) -> dict[str, Any]:
+    import psutil
+
+    dtype = next(engine.model.parameters()).dtype
+    return {
+        "cpu": cpu_model(),
+        "cores_logical": os.cpu_count(),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "outlines": _version("outlines"),
+        "xgrammar": _version("xgrammar"),
+        "torch_threads": torch.get_num_threads(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "model": engine.model_id,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "constraints_uncommitted_changes": engine_code_dirty(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as markdown: one column per labeled set."""
+    sets = list(report["sets"].values())
+    m, cfg = report["machine"], report["config"]
+    head = "| | " + " | ".join(f"{s['set']}" for s in sets) + " |"
+    rule = "|---" * (len(sets) + 1) + "|"
+
+    def row(name: str, cell: Callable[[dict[str, Any]], str]) -> str:
+        return f"| {name} | " + " | ".join(cell(s) for s in sets) + " |"
+
+    def lat(path: str) -> Callable[[dict[str, Any]], str]:
+        return lambda s: f"{_f(s['interactive_p50_s'][path])} / {_f(s['interactive_p95_s'][path])}"
+
+    rows = [
+        row("labels / tasks", lambda s: f"{s['labels']} / {s['tasks']}"),
+        row(
+            "prompt tokens (prefix + median body) / trie nodes",
+            lambda s: f"{s['prompt_tokens']['prefix']} + {s['prompt_tokens']['body_median']} / {s['trie_nodes']}",
+        ),
+        row("(a) engine p50 / p95 s", lat("engine")),
+        row("(b) outlines reused p50 / p95 s", lat("outlines_reused")),
+        row("(c) outlines rebuilt p50 / p95 s", lat("outlines_rebuilt")),
+        row("(d) prefill p50 / p95 s", lat("prefill")),
+        row("a/d (target <= 1.3)", lambda s: _f(s["ratios"]["engine_over_prefill"], 2)),
+        row("b/a (target >= 1.6)", lambda s: _f(s["ratios"]["outlines_reused_over_engine"], 2)),
+        row("c/a", lambda s: _f(s["ratios"]["outlines_rebuilt_over_engine"], 1)),
+        row("batch tasks/s: engine (all tasks)", lambda s: _f(s["batch_tasks_per_s"]["engine"], 2)),
+        row(
+            "batch tasks/s: outlines reused per task (subset, extrapolated)",
+            lambda s: f"{_f(s['batch_tasks_per_s']['outlines_reused'], 2)} ({s['outlines_loop_tasks']} tasks)",
+        ),
+        row("batch speedup (target >= 3)", lambda s: _f(s["batch_speedup"], 2)),
+        row(
+            "first request s (x p50; target <= 1.5)",
+            lambda s: f"{_f(s['first_request_s'])} ({_f(s['first_request_over_p50'], 2)})",
+        ),
+        row("peak RSS MiB (target < 2500)", lambda s: f"{s['peak_rss_mb']:.0f}"),
+        row("engine batch phase peak RSS MiB", lambda s: _f(s["engine_batch_peak_rss_mb"], 0)),
+        row(
+            "accuracy engine / outlines (same tasks)",
+            lambda s: (
+                f"{_f(s['accuracy']['engine'])} / {_f(s['accuracy']['outlines_reused'])} (n={s['accuracy_tasks']})"
+            ),
+        ),
+        row("engine accuracy, all tasks", lambda s: _f(s["engine_accuracy_all_tasks"])),
+        row("top-1 agreement engine vs outlines", lambda s: _f(s["agreement"])),
+        row("engine single vs batched agreement", lambda s: _f(s["engine_single_vs_batch_agreement"])),
+    ]
+    targets_rows = [
+        row(name, lambda s, name=name: "met" if s["targets"][name] else "**missed**")
+        for name in (sets[0]["targets"] if sets else {})
+    ]
+    machine = (
+        f"{m['cpu']}, {m['cores_logical']} logical cores, {m['memory_gb']} GB; torch {m['torch']} "
+        f"({m['torch_threads']} threads), transformers {m['transformers']}, outlines {m['outlines']}, "
+        f"xgrammar {m['xgrammar']}; model {m['model']} in {m['dtype']}; load average at start "
+        f"{m['load_average']}, at end {report.get('load_average_end')}; commit {m['git_commit']}"
+    )
+    lines = [
+        f"# prompter bench, {report['date']}",
+        "",
+        f"Machine: {machine}.",
+        "",
+        f"Config: calibration={cfg['calibration']}, seed={cfg['seed']}, engine batch size={cfg['batch_size']}, "
+        f"{cfg['interactive']} interactive tasks, {cfg['rebuilt']} rebuilt calls, outlines loop on "
+        f"{cfg['loop_tasks']} tasks. Zero-shot default prompt (Text + single Choices).",
+        "",
+        head,
+        rule,
+        *rows,
+        "",
+        "## Targets (issue 3)",
+        "",
+        head,
+        rule,
+        *targets_rows,
+        "",
+        "Notes: latencies are wall-clock per call, one task per call, the paths interleaved task by task. "
+        "Batch throughput of outlines is its per-task loop measured on a subset and extrapolated. Accuracy and "
+        "agreement compare the engine's batched decisions with outlines' greedy answers on the same tasks. "
+        "Peak RSS is the whole bench process (model, engine and outlines) up to the end of that set.",
+    ]
+    cores = m.get("cores_logical") or 1
+    if max(m["load_average"][0], (report.get("load_average_end") or [0])[0]) > cores:
+        lines += [
+            "",
+            f"**Warning:** the load average exceeded the {cores} cores during the run: other processes "
+            "competed for the CPU and absolute latencies are inflated; ratios measured task by task hold better.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """``<date>_<sets>_<dtype>_<calibration>.json`` and ``.md`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "_".join(
+        [
+            report["date"],
+            "+".join(report["sets"]),
+            report["machine"]["dtype"],
+            report["config"]["calibration"],
+        ]
+    )
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(markdown(report))
+    return json_path, md_path
+
+
+def run_bench(engine, labeler, sets: Sequence[LabeledSet], opts: BenchOptions, config: dict[str, Any]) -> dict:
+    """The whole report for already-loaded ``engine`` and ``labeler``."""
+    machine = machine_info(engine)
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine,
+        "config": {**config, **asdict(opts), "calibration": getattr(engine, "calibration", None)},
+        "sets": {},
+    }
+    for data in sets:
+        report["sets"][data.name] = run_set(engine, labeler, data, opts)
+    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def warm_up(engine) -> float:
+    """The engine's own warm-up (what the service runs at start), or a decision on unrelated text and labels."""
+    if hasattr(engine, "warmup"):
+        return timed(engine.warmup)[0]
+    query = Query("Classify the text.\nOptions: alpha, beta\n\n", f"Text:\n{WARMUP_TEXT}\n", "Label:")
+    return timed(lambda: engine.decide([query, query], LabelSet(("alpha", "beta"))))[0]
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="a {text,label} JSON-lines file (repeatable; default: the dstc11-insurance and banking77 slices)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the JSON summary to this path")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="results folder (default %(default)s)")
+    parser.add_argument("--tasks", type=int, default=200, help="tasks per set, for the batch (default 200)")
+    parser.add_argument("--interactive", type=int, default=BenchOptions.interactive, help="tasks timed one by one")
+    parser.add_argument("--rebuilt", type=int, default=BenchOptions.rebuilt, help="calls of outlines rebuilt")
+    parser.add_argument(
+        "--loop-tasks", type=int, default=BenchOptions.loop_tasks, help="tasks of the per-task outlines loop"
+    )
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--calibration", choices=("none", "content_free"), default="none")
+    parser.add_argument("--batch-size", type=int, default=settings.batch_size, help="engine batch size")
+    parser.add_argument("--seed", type=int, default=0, help="task sampling seed")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from constraints.loading import load_model
+    from constraints.local import LocalEngine
+    from constraints.reference import OutlinesLabeler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = args.data or list(DEFAULT_SETS)
+    sets = [load_labeled(p, args.tasks, args.seed) for p in paths]
+    torch.manual_seed(args.seed)
+    load_s, (model, tokenizer, model_id) = timed(
+        lambda: load_model(
+            settings.model, settings.gguf_file, settings.device, args.dtype, settings.home, settings.threads
+        )
+    )
+    engine = LocalEngine(
+        model,
+        tokenizer,
+        model_id,
+        batch_size=args.batch_size,
+        multi_label_threshold=settings.multi_label_threshold,
+        calibration=args.calibration,
+    )
+    warmup_s = warm_up(engine)
+    labeler = OutlinesLabeler(engine)
+    opts = BenchOptions(args.interactive, args.rebuilt, args.loop_tasks)
+    config = {"tasks": args.tasks, "seed": args.seed, "batch_size": args.batch_size, "data": [str(p) for p in paths]}
+    report = run_bench(engine, labeler, sets, opts, config)
+    report["load_s"], report["warmup_s"] = load_s, warmup_s
+    json_path, md_path = write_report(report, args.out_dir)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prompter bench", description=__doc__.splitlines()[0])
+    configure(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Offline work on whole projects: `prompter label` (label every task) and `prompter eval` (measure prompts)."""
