@@ -139,3 +139,22 @@ def test_parse_set_round_trip() -> None:
     assert parse_set("a", labels) == ("a",)
     with pytest.raises(ValueError):
         parse_set("c, a", labels)
+
+
+def test_chat_template_wraps_the_prompt_and_answers_start_the_assistant_turn() -> None:
+    import copy
+
+    model, tokenizer = tiny_model()
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<bos>user: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    chat = LocalEngine(model, tokenizer, "tiny-chat")
+    query = Query(PREFIX, BODIES[0], "")
+    assert chat.chat and chat.lead == ""
+    assert chat.full_text(query) == "user: " + PREFIX + BODIES[0] + "\nassistant:"
+    assert chat._prefix_ids(query)[0] == tokenizer.bos_token_id
+    assert chat._prefix_ids(query).count(tokenizer.bos_token_id) == 1
+    d = chat.decide([query], LABELS)[0]
+    assert d.labels[0] in LABELS.labels and abs(sum(d.probs.values()) - 1) < 1e-4
