@@ -295,7 +295,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--response-max-tokens",
         type=int,
         metavar="N",
-        help="tokens of free-text answer when the config has a response TextArea (default: settings)",
+        help="tokens of free-text answer when the config has a response TextArea "
+        "(default: as the service's bulk predictions, PROMPTER_RESPONSE_IN_BATCH)",
     )
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", metavar="FILE.json", help="write tasks with predictions for Label Studio import")
@@ -310,6 +311,13 @@ def read_prompt(args: argparse.Namespace) -> str | None:
     if args.prompt_file:
         return read_text(args.prompt_file, "prompt file")
     return args.prompt
+
+
+def response_tokens(args: argparse.Namespace) -> int:
+    """Free-text answer length: as the service does for bulk predictions unless ``--response-max-tokens``."""
+    if args.response_max_tokens is not None:
+        return args.response_max_tokens
+    return settings.response_max_tokens if settings.response_in_batch else 0
 
 
 def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
@@ -357,9 +365,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         source.items,
         chunk_size=args.chunk_size,
         max_chars=args.max_chars,
-        response_max_tokens=(
-            settings.response_max_tokens if args.response_max_tokens is None else args.response_max_tokens
-        ),
+        response_max_tokens=response_tokens(args),
         known=known,
         on_chunk=on_chunk,
         progress=not args.no_progress,
