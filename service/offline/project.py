@@ -212,12 +212,13 @@ def open_store(path: str | None) -> Session:
 
 
 def project_prompt(session: Session, source: Source, text: str | None) -> PromptVersion:
-    """``text`` recorded as a version of the project, else its active prompt, else the default (recorded)."""
+    """``text`` recorded as a (not active) version of the project, else its active prompt, else the default."""
     try:
         repo.upsert_project(session, source.project_id, source.label_config)
         if text is not None:
             if not text.strip():
                 raise InputError("the prompt is empty")
+            ensure_prompt(session, source.project_id, source.schema)  # an offline run never changes the active one
             return repo.record_prompt(session, source.project_id, text, "user")
         return ensure_prompt(session, source.project_id, source.schema)
     except SQLAlchemyError as exc:

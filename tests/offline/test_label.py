@@ -12,8 +12,9 @@ from service.labeling import parse_config
 from service.offline import label
 from service.offline.tasks_io import labels_config
 from service.predictor import predict_tasks
-from service.store import db
-from service.store.models import Prediction
+from service.prompting import default_prompt
+from service.store import db, repo
+from service.store.models import Prediction, PromptVersion
 from tests.offline.conftest import LABELS, texts, write_jsonl
 
 SUMMARY_KEYS = {"tasks", "labeled", "skipped", "failed", "seconds", "tasks_per_s"}
@@ -143,3 +144,13 @@ def test_nothing_labeled_writes_no_output_file(engine, tmp_path: Path) -> None:
     code, summary = run(engine, tmp_path, "--input", str(data), "--labels", "a,b", "--out", str(out))
     assert code == 3 and summary["failed"] == 2 and summary["out"] is None
     assert not out.exists()
+
+
+def test_a_prompt_given_on_the_command_line_does_not_become_the_active_one(engine, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", texts(2))
+    _, summary = run(engine, tmp_path, "--input", str(data), "--labels", ",".join(LABELS), "--prompt", "P: {text}")
+    with Session(db.create_db_engine(f"sqlite:///{tmp_path / 'p.sqlite3'}")) as s:
+        active = repo.active_prompt(s, summary["project_id"])
+        used = s.get(PromptVersion, summary["prompt_version_id"])
+    assert active.text == default_prompt(parse_config(labels_config(LABELS)))
+    assert used.text == "P: {text}" and not used.is_active
