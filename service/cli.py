@@ -17,6 +17,7 @@ from service.settings import settings
 # name -> (help, "module:configure")
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("run the Label Studio ML backend (HTTP)", "service.cli:configure_serve"),
+    "demo": ("Label Studio + Prompter on loopback with a sample project", "service.demo:configure"),
     # "bench": (..., "benchmarks.cli:configure"), "label": ..., "eval": ..., "simulate": ..., "demo": ...
 }
 

@@ -1,0 +1,62 @@
+"""Build service/sample_data/finance_chats.json: 20 short support chats from dstc11-insurance customer turns.
+
+Run once by hand (`python scripts/make_finance_chats.py`); the output is committed. Deterministic: the same
+input gives the same file. Each chat is one or two customer turns (two different intents in every fourth
+chat, so `choice="multiple"` has something to find) answered by neutral agent turns that do not name the
+intent. The gold intents stay out of the task data; `source_ids` points back to the utterances.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+SOURCE = Path("/work/shared/data/dstc11-insurance/utterances.jsonl")
+TARGET = Path(__file__).resolve().parents[1] / "service" / "sample_data" / "finance_chats.json"
+INTENTS = [
+    "PayBill",
+    "CheckAccountBalance",
+    "CheckPaymentStatus",
+    "ReportBillingIssue",
+    "CancelAutomaticBilling",
+    "UpdatePaymentPreference",
+    "GetQuote",
+    "FileClaim",
+]
+AGENT_OPENERS = [
+    "Thanks for reaching out. Let me look into that for you.",
+    "Sure, I can help with that. One moment please.",
+    "Of course. Let me pull up your account.",
+    "Happy to help. Give me a second to check.",
+]
+AGENT_SECOND = "Noted, I'll take care of that as well."
+CHATS = 20
+
+
+def main(source: Path = SOURCE) -> int:
+    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    by_intent = {intent: [r for r in rows if r["label"] == intent] for intent in INTENTS}
+    rng = random.Random(11)
+    for pool in by_intent.values():
+        rng.shuffle(pool)
+    tasks = []
+    for i in range(CHATS):
+        first = INTENTS[i % len(INTENTS)]
+        turns = [by_intent[first].pop()]
+        if i % 4 == 3:
+            second = INTENTS[(i * 3 + 1) % len(INTENTS)]
+            second = second if second != first else INTENTS[(i + 1) % len(INTENTS)]
+            turns.append(by_intent[second].pop())
+        dialogue = [{"author": "customer", "text": turns[0]["text"]}, {"author": "agent", "text": AGENT_OPENERS[i % 4]}]
+        if len(turns) == 2:
+            dialogue += [{"author": "customer", "text": turns[1]["text"]}, {"author": "agent", "text": AGENT_SECOND}]
+        tasks.append({"data": {"dialogue": dialogue, "source_ids": ", ".join(t["id"] for t in turns)}})
+    TARGET.write_text(json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(tasks)} chats to {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*(Path(a) for a in sys.argv[1:])))

@@ -1,0 +1,200 @@
+"""`prompter demo`: Label Studio and Prompter on loopback, with a "Finance Support Chats" project ready to label.
+
+Installs Label Studio into its own virtual environment if needed (scripts/install_label_studio.sh), starts
+it and `prompter serve` as child processes, creates the project with the sample chats
+(service/sample_data/) and Prompter connected for interactive preannotation, prints the URL and the login,
+and runs until Ctrl-C, which stops both. Everything lives under one folder (`--dir`), so a second run
+finds the same project, annotations and prompt versions; `--fresh` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import signal
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from service import labelstudio
+from service.labelstudio import Credentials, LabelStudioAPI, LabelStudioServer
+from service.processes import PrompterServer
+from service.settings import settings
+
+PROJECT_TITLE = "Finance Support Chats"
+DEMO_USER = "demo@prompter.local"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir", type=Path, default=settings.home / "demo", help="folder for both servers' databases and logs"
+    )
+    parser.add_argument("--ls-port", type=int, default=8080, help="Label Studio's port (default 8080)")
+    parser.add_argument("--port", type=int, default=9090, help="Prompter's port (default 9090)")
+    parser.add_argument("--fresh", action="store_true", help="delete the demo's databases first and start over")
+    parser.add_argument(
+        "--screenshot", type=Path, default=None, metavar="PATH",
+        help="save a PNG of the labeling screen with a prediction (headless Chromium) once ready",
+    )  # fmt: skip
+    parser.add_argument(
+        "--exit-when-ready", action="store_true", help="stop both servers once the project is ready (and screenshot)"
+    )
+    parser.set_defaults(run=run)
+
+
+def sample_tasks() -> list[dict[str, Any]]:
+    return json.loads((resources.files("service") / "sample_data" / "finance_chats.json").read_text())
+
+
+def sample_config() -> str:
+    return (resources.files("service") / "sample_data" / "finance_chats.xml").read_text()
+
+
+def forget(folder: Path) -> None:
+    """Delete what the demo keeps in `folder` (and nothing else that may be there)."""
+    for name in ("label-studio", "prompter"):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    for name in ("prompter.sqlite3", "credentials.json"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def demo_credentials(folder: Path) -> Credentials:
+    """The demo's Label Studio login, made once per demo folder (the password never leaves it)."""
+    path = folder / "credentials.json"
+    if path.exists():
+        return Credentials(**json.loads(path.read_text()))
+    credentials = Credentials(DEMO_USER, secrets.token_urlsafe(9), secrets.token_hex(20))
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(credentials.__dict__))
+    path.chmod(0o600)
+    return credentials
+
+
+def ensure_project(api: LabelStudioAPI) -> tuple[dict[str, Any], list[int]]:
+    """The demo project and its task ids: found by title, or created with the sample chats imported."""
+    project = api.find_project(PROJECT_TITLE)
+    if project is None:
+        project = api.create_project(
+            PROJECT_TITLE,
+            sample_config(),
+            description="Sample customer chats (DSTC11 insurance turns, CDLA-Permissive-2.0). "
+            "Type a prompt and press Shift+Enter, or accept Prompter's prediction and correct it.",
+        )
+        api.import_tasks(project["id"], sample_tasks())
+    return project, api.task_ids(project["id"])
+
+
+def ensure_backend(api: LabelStudioAPI, project_id: int, url: str) -> dict[str, Any]:
+    """Prompter connected to the project with interactive preannotation on (the URL updated if it moved)."""
+    for backend in api.ml_backends(project_id):
+        if backend.get("title") == "Prompter":
+            if backend.get("url") != url or not backend.get("is_interactive"):
+                backend = api.update_ml_backend(backend["id"], url=url, is_interactive=True)
+            return backend
+    return api.connect_ml_backend(project_id, url, title="Prompter", is_interactive=True)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    folder: Path = args.dir.expanduser().resolve()
+    if args.fresh:
+        forget(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill stops the children like Ctrl-C does
+
+    prompter: PrompterServer | None = None
+    ls: LabelStudioServer | None = None
+    try:
+        if not labelstudio.is_installed():
+            _say("Installing Label Studio into its own virtual environment (once; a few minutes)...")
+            result = labelstudio.install()
+            if result.returncode != 0:
+                _say(f"Installing Label Studio failed:\n{result.stdout}\n{result.stderr}")
+                return 1
+
+        prompter = PrompterServer(
+            folder / "prompter", port=args.port, database_path=folder / "prompter.sqlite3", ready_timeout=900
+        )
+        _say(f"Starting Prompter on {prompter.url} (log: {prompter.log_path}); the model loads in the background")
+        prompter.launch()
+
+        ls = LabelStudioServer(folder / "label-studio", port=args.ls_port, credentials=demo_credentials(folder))
+        _say(f"Starting Label Studio on port {args.ls_port} (log: {ls.log_path})")
+        ls.start()
+        _say(f"Label Studio is up in {ls.startup_seconds:.0f} s")
+
+        api = LabelStudioAPI(ls)
+        project, task_ids = ensure_project(api)
+        _say(f'Project "{PROJECT_TITLE}" has {len(task_ids)} tasks; waiting for the model...')
+        prompter.wait_ready()
+        _say(f"The model is ready ({prompter.startup_seconds:.0f} s after start)")
+        # Connect only now: LS gives /setup 3 s, and a loading model can starve the server of CPU that long.
+        ensure_backend(api, project["id"], prompter.url)
+        _say("Prompter is connected to the project (interactive preannotation on)")
+
+        if args.screenshot:
+            _screenshot(api, ls, project["id"], task_ids[0], args.screenshot)
+
+        credentials = ls.credentials
+        _say(
+            "\n"
+            f"Label Studio: {ls.url}/projects/{project['id']}/data\n"
+            f"Login:        {credentials.username}  password: {credentials.password}\n"
+            f"Prompter:     {prompter.url}  (prompt proposals: {prompter.url}/review)\n"
+            "Open a task, type an instruction into the Prompt box and press Shift+Enter, or use the\n"
+            "prediction Prompter made; submit your corrections and Prompter learns from them.\n"
+            "Press Ctrl-C to stop both servers.\n"
+        )
+        if args.exit_when_ready:
+            return 0
+        while True:
+            for name, process in (("Prompter", prompter.process), ("Label Studio", ls.process)):
+                if process is None or process.poll() is not None:
+                    _say(f"{name} stopped unexpectedly; see its log")
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        _say("\nStopping...")
+        return 0
+    except (RuntimeError, TimeoutError, labelstudio.LabelStudioError) as exc:
+        _say(f"The demo could not start: {exc}")
+        return 1
+    finally:
+        # Ctrl-C again must not interrupt the shutdown half way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if ls is not None:
+            ls.stop()
+        if prompter is not None:
+            prompter.stop()
+        _say("Label Studio and Prompter stopped.")
+
+
+def _screenshot(api: LabelStudioAPI, ls: LabelStudioServer, project_id: int, task_id: int, path: Path) -> None:
+    from service.screenshot import labeling_screenshot
+
+    if not api.list_predictions(task_id):
+        _say(f"Asking Prompter for task {task_id}'s prediction...")
+        api.retrieve_predictions(project_id, [task_id])
+    if not api.list_predictions(task_id):
+        raise RuntimeError(f"Label Studio stored no prediction for task {task_id}; see {ls.log_path}")
+    url = f"{ls.url}/projects/{project_id}/data?task={task_id}"
+    seconds = labeling_screenshot(ls.url, ls.credentials, url, path)
+    _say(f"Saved a screenshot of {url} to {path} ({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="prompter demo")
+    configure(parser)
+    sys.exit(run(parser.parse_args()))
