@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed scripts/install_test_deps.sh scripts/install_label_studio.sh
-	bash scripts/install_test_deps.sh
+	VENV=$(VENV) bash scripts/install_test_deps.sh
 	bash scripts/install_label_studio.sh
 	touch $@
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from constraints.base import EngineNotReady
 from service.labeling import ConfigError
@@ -17,6 +18,7 @@ from service.predictor import TaskDataError
 log = logging.getLogger(__name__)
 
 LOADING_RETRY_AFTER_S = 5
+DATABASE_RETRY_AFTER_S = 2
 
 
 class Overloaded(RuntimeError):
@@ -65,6 +67,16 @@ async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+    """The database is down, restarting or locked: retryable, and the pool reconnects once it is back."""
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc.orig or exc)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "the database is unavailable; retry shortly"},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
@@ -79,4 +91,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TaskDataError, _unprocessable)
     app.add_exception_handler(EngineNotReady, _not_ready)
     app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _internal)

@@ -15,16 +15,43 @@ from sqlmodel import Session  # noqa: E402
 
 from service.settings import settings  # noqa: E402
 from service.store import db  # noqa: E402
+from tests.pg_cluster import PostgresCluster  # noqa: E402
+
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "databases: run each test using db_url on SQLite and on PostgreSQL (a throwaway cluster)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("databases") and "db_url" in metafunc.fixturenames:
+        metafunc.parametrize("db_url", DATABASES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One PostgreSQL cluster for the test session (tests/pg_cluster.py), removed at the end."""
+    cluster = PostgresCluster.create()
+    yield cluster
+    cluster.remove()
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A migrated SQLite database in the test's folder, made the configured one."""
-    url = f"sqlite:///{tmp_path / 'prompter.sqlite3'}"
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated database, made the configured one: SQLite in the test's folder by default; under the
+    ``databases`` marker also a fresh database on the session's PostgreSQL cluster (dropped afterwards)."""
+    kind = getattr(request, "param", "sqlite")
+    cluster: PostgresCluster | None = request.getfixturevalue("postgres") if kind == "postgresql" else None
+    url = cluster.create_database() if cluster else f"sqlite:///{tmp_path / 'prompter.sqlite3'}"
     monkeypatch.setattr(settings, "database_url", url)
     db.migrate(url)
     yield url
     db.dispose_engine()
+    if cluster:
+        cluster.drop_database(url)
 
 
 @pytest.fixture

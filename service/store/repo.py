@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, delete, select
 
 from service.store.models import (
@@ -130,25 +133,68 @@ def activate_prompt(session: Session, version_id: int) -> PromptVersion:
 # Predictions
 
 
+PREDICTION_KEY = ("project_id", "task_id", "model_version")  # uq_prediction_task_version
+RELOAD_CHUNK = 1000
+
+
+def _upsert_for(session: Session) -> Any | None:
+    """The dialect's ``insert`` with ON CONFLICT (SQLite and PostgreSQL), or None for another database."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql_insert
+    if name == "sqlite":
+        return sqlite_insert
+    return None
+
+
 def save_predictions(session: Session, rows: Iterable[PredictionCreate]) -> list[Prediction]:
-    """Insert predictions in one transaction; a row with the same (project, task, model version) is replaced."""
+    """Insert predictions in one transaction; a row with the same (project, task, model version) is replaced.
+
+    On SQLite and PostgreSQL this is one INSERT ... ON CONFLICT DO UPDATE, so two processes storing the same
+    task at once both succeed and one row remains. Rows without a task id are always added. Returns the stored
+    rows in the order given (a key given twice keeps its last row, returned for both).
+    """
+    values = [{**row.model_dump(), "created_at": utcnow()} for row in rows]
+    if not values:
+        return []
+    insert = _upsert_for(session)
+    if insert is None:
+        return _save_predictions_by_lookup(session, values)
+    unique: dict[tuple[Any, ...] | int, dict[str, Any]] = {}
+    for i, value in enumerate(values):  # one statement may not update the same row twice: the last one wins
+        unique[i if value["task_id"] is None else tuple(value[k] for k in PREDICTION_KEY)] = value
+    statement = insert(Prediction)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(PREDICTION_KEY),
+        set_={name: statement.excluded[name] for name in values[0] if name not in PREDICTION_KEY},
+    ).returning(Prediction.id, sort_by_parameter_order=True)
+    ids = dict(zip(unique, session.execute(statement, list(unique.values())).scalars(), strict=True))
+    session.commit()
+    stored = _load_predictions(session, list(ids.values()))
+    return [
+        stored[ids[i if value["task_id"] is None else tuple(value[k] for k in PREDICTION_KEY)]]
+        for i, value in enumerate(values)
+    ]
+
+
+def _load_predictions(session: Session, ids: list[int]) -> dict[int, Prediction]:
+    found: dict[int, Prediction] = {}
+    for start in range(0, len(ids), RELOAD_CHUNK):
+        statement = select(Prediction).where(col(Prediction.id).in_(ids[start : start + RELOAD_CHUNK]))
+        found.update((p.id, p) for p in session.exec(statement.execution_options(populate_existing=True)))
+    return found
+
+
+def _save_predictions_by_lookup(session: Session, values: list[dict[str, Any]]) -> list[Prediction]:
+    """The portable path for databases without ON CONFLICT: look each key up, then insert or update."""
     saved: list[Prediction] = []
-    for row in rows:
+    for value in values:
         existing = None
-        if row.task_id is not None:
+        if value["task_id"] is not None:
             existing = session.exec(
-                select(Prediction).where(
-                    Prediction.project_id == row.project_id,
-                    Prediction.task_id == row.task_id,
-                    Prediction.model_version == row.model_version,
-                )
+                select(Prediction).where(*(getattr(Prediction, k) == value[k] for k in PREDICTION_KEY))
             ).first()
-        if existing is None:
-            prediction = Prediction.model_validate(row.model_dump())
-        else:
-            prediction = existing
-            prediction.sqlmodel_update(row.model_dump())
-            prediction.created_at = utcnow()
+        prediction = Prediction.model_validate(value) if existing is None else existing.sqlmodel_update(value)
         session.add(prediction)
         session.flush()  # later rows of the same batch see this one
         saved.append(prediction)
