@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from service.api.routes import health, metrics, predict, projects, setup, versions, webhook
+from service.api.routes import (
+    health,
+    metrics,
+    predict,
+    projects,
+    prompts,
+    proposals,
+    refinements,
+    review,
+    setup,
+    versions,
+    webhook,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -12,3 +24,7 @@ api_router.include_router(webhook.router)
 api_router.include_router(versions.router)
 api_router.include_router(metrics.router)
 api_router.include_router(projects.router)
+api_router.include_router(prompts.router)
+api_router.include_router(proposals.router)
+api_router.include_router(refinements.router)
+api_router.include_router(review.router)

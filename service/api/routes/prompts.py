@@ -1,0 +1,101 @@
+"""A project's prompt versions: history with metrics and lineage, diff between two, activation (rollback)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from agent import review
+from service import runtime
+from service.api.deps import SessionDep
+from service.api.routes.projects import require_project
+from service.store.models import PromptVersion, PromptVersionPublic
+from service.versions import model_version
+
+router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
+
+
+class PromptVersionHistory(PromptVersionPublic):
+    """A version as the history shows it: with the model version Label Studio sees while it is active."""
+
+    model_version: str
+
+
+class ActivePrompt(BaseModel):
+    """The project's active version after a change, and the model version /predict now reports."""
+
+    version: PromptVersionPublic
+    model_version: str
+
+
+class PromptDiff(BaseModel):
+    from_id: int
+    to_id: int
+    diff: str  # unified diff: the prompt text, then the demonstration pool
+
+
+def active_prompt(version: PromptVersion) -> ActivePrompt:
+    return ActivePrompt(
+        version=PromptVersionPublic.model_validate(version), model_version=model_version(version.id, runtime.model_id())
+    )
+
+
+def _version_of(session: Session, project_id: str, version_id: int) -> PromptVersion:
+    """404 when there is no such version; 409 when it belongs to another project."""
+    version = session.get(PromptVersion, version_id)
+    if version is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"no prompt version {version_id}")
+    if version.project_id != project_id:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT,
+            detail=f"prompt version {version_id} belongs to project {version.project_id}, not {project_id}",
+        )
+    return version
+
+
+@router.get("")
+def read_prompts(session: SessionDep, project_id: str) -> list[PromptVersionHistory]:
+    """Every prompt version of the project, oldest first, with lineage (``parent_id``, ``source``, ``author``)
+    and the metrics it was accepted on; exactly one has ``is_active``."""
+    require_project(session, project_id)
+    model_id = runtime.model_id()
+    return [
+        PromptVersionHistory.model_validate({**v.model_dump(), "model_version": model_version(v.id, model_id)})
+        for v in review.prompt_history(session, project_id)
+    ]
+
+
+@router.get("/diff")
+def diff_prompts(
+    session: SessionDep,
+    project_id: str,
+    to_id: Annotated[int, Query(alias="to", description="The newer version.")],
+    from_id: Annotated[int | None, Query(alias="from", description="The older version; default: to's parent.")] = None,
+) -> PromptDiff:
+    """Unified diff between two versions of the project (text, then demonstration pool)."""
+    require_project(session, project_id)
+    to = _version_of(session, project_id, to_id)
+    if from_id is None:
+        if to.parent_id is None:
+            raise HTTPException(
+                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"prompt version {to_id} has no parent: say which version to compare it with (?from=)",
+            )
+        from_id = to.parent_id
+    _version_of(session, project_id, from_id)
+    return PromptDiff(from_id=from_id, to_id=to_id, diff=review.diff_versions(session, from_id, to_id))
+
+
+@router.post("/{version_id}/activate")
+def activate_prompt(session: SessionDep, project_id: str, version_id: int) -> ActivePrompt:
+    """Make a version of the project its active prompt again (rollback); the next /predict uses it."""
+    require_project(session, project_id)
+    _version_of(session, project_id, version_id)
+    try:
+        version = review.rollback(session, project_id, version_id)
+    except LookupError as exc:  # deleted in between
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    return active_prompt(version)
