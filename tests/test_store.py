@@ -17,17 +17,18 @@ from service.store.models import AnnotationCreate, Prediction, PredictionCreate
 pytestmark = pytest.mark.databases  # every test using db_url runs on SQLite and on PostgreSQL
 
 TABLES = {"project", "prompt_version", "prediction", "annotation", "alembic_version"}
+AGENT_TABLES = {"task_data", "correction", "refinement_run", "proposal"}  # migration 0002 (agent/models.py)
 
 
 def test_migration_creates_schema(db_url: str) -> None:
     inspector = sa.inspect(db.get_engine(db_url))
-    assert set(inspector.get_table_names()) == TABLES
+    assert set(inspector.get_table_names()) == TABLES | AGENT_TABLES
     columns = {c["name"] for c in inspector.get_columns("prediction")}
     assert {"project_id", "task_id", "model_version", "labels", "result", "score", "latency_s"} <= columns
     uniques = inspector.get_unique_constraints("prediction")
     assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
     with db.get_engine(db_url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
+import agent.models  # noqa: F401  (the agent's tables)
 import service.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from service.store.db import create_db_engine
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
+import agent.models  # noqa: F401  (the agent's tables on the same metadata)
 from service.settings import settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"

@@ -1,0 +1,137 @@
+"""Corrections: what the annotator answered next to what the model predicted, per Choices control."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlmodel import Session, col, delete, func, select
+
+from agent.demos import examples_for_tasks
+from agent.evaluate import Predict, direct_predictor
+from agent.models import Correction
+from agent.tasks import remember_tasks, task_data
+from constraints.base import Engine
+from service.labeling import ProjectSchema
+from service.projects import ensure_prompt
+from service.store import repo
+from service.store.models import Annotation, AnnotationPublic, Prediction, PredictionCreate
+from service.versions import model_version
+
+log = logging.getLogger(__name__)
+
+
+def _prediction(
+    session: Session,
+    engine: Engine,
+    schema: ProjectSchema,
+    project_id: str,
+    task_id: int,
+    data: dict[str, Any] | None,
+    predict: Predict,
+) -> Prediction | None:
+    """The stored prediction for the task under the active version and this model; computed if missing."""
+    version = ensure_prompt(session, project_id, schema)
+    mv = model_version(version.id, engine.model_id)
+    stored = session.exec(
+        select(Prediction).where(
+            Prediction.project_id == project_id, Prediction.task_id == task_id, Prediction.model_version == mv
+        )
+    ).first()
+    if stored is not None:
+        return stored
+    if data is None:
+        data = task_data(session, project_id, [task_id]).get(task_id)
+    if data is None:
+        log.warning("project %s task %s: no prediction and no task data; correction not recorded", project_id, task_id)
+        return None
+    task = {"id": task_id, "data": data}
+    pred = predict(schema, [task], version.text, examples_for_tasks(engine, schema, version.examples, [task]))[0]
+    row = PredictionCreate(
+        project_id=project_id,
+        task_id=task_id,
+        prompt_version_id=version.id,
+        model_version=mv,
+        labels=pred.labels,
+        response=pred.response,
+        result=pred.result,
+        score=pred.score,
+        latency_s=pred.latency_s,
+    )
+    return repo.save_predictions(session, [row])[0]
+
+
+def record_corrections(
+    session: Session,
+    engine: Engine,
+    schema: ProjectSchema,
+    project_id: str,
+    annotation: AnnotationPublic | Annotation,
+    task: dict[str, Any] | None = None,
+    predict: Predict | None = None,
+) -> list[Correction]:
+    """Pair an annotation with the prediction for its task under the version in force; one row per control.
+
+    ``task`` (``{"id", "data"}``, e.g. the webhook's ``task``) is stored for later re-scoring; without it the
+    data kept from earlier requests is used. Re-recording an annotation (ANNOTATION_UPDATED) replaces its rows.
+    Returns the rows written (none when the task's data is unknown and no prediction was stored).
+    """
+    if task is not None:
+        remember_tasks(session, project_id, [task])
+    answered = [c for c in schema.choices if c.name in (annotation.choices or {})]
+    if not answered:
+        return []
+    data = task.get("data") if isinstance(task, dict) else None
+    prediction = _prediction(
+        session, engine, schema, project_id, annotation.task_id, data, predict or direct_predictor(engine)
+    )
+    if prediction is None:
+        return []
+    existing = {c.control: c for c in session.exec(select(Correction).where(Correction.annotation_id == annotation.id))}
+    rows = []
+    for control in answered:
+        gold = list(annotation.choices[control.name])
+        predicted = list(prediction.labels.get(control.name, []))
+        row = existing.get(control.name) or Correction(
+            project_id=project_id, task_id=annotation.task_id, annotation_id=annotation.id, control=control.name,
+            prompt_version_id=prediction.prompt_version_id, model_version=prediction.model_version, agree=False,
+        )  # fmt: skip
+        row.gold, row.predicted = gold, predicted
+        row.prompt_version_id, row.model_version = prediction.prompt_version_id, prediction.model_version
+        row.agree = set(gold) == set(predicted)
+        session.add(row)
+        rows.append(row)
+    session.commit()
+    for row in rows:
+        session.refresh(row)
+    return rows
+
+
+def withdraw(session: Session, annotation_ids: Iterable[int]) -> int:
+    """Forget the corrections of deleted annotations; returns how many rows went."""
+    ids = list(annotation_ids)
+    if not ids:
+        return 0
+    result = session.exec(delete(Correction).where(col(Correction.annotation_id).in_(ids)))
+    session.commit()
+    return result.rowcount or 0
+
+
+def list_corrections(session: Session, project_id: str, disagreements_only: bool = False) -> list[Correction]:
+    statement = select(Correction).where(Correction.project_id == project_id)
+    if disagreements_only:
+        statement = statement.where(col(Correction.agree).is_(False))
+    return list(session.exec(statement.order_by(col(Correction.id))))
+
+
+def latest_correction_id(session: Session, project_id: str) -> int:
+    return session.exec(select(func.max(Correction.id)).where(Correction.project_id == project_id)).one() or 0
+
+
+def new_disagreements(session: Session, project_id: str, after_id: int) -> int:
+    """Disagreements recorded after correction ``after_id`` (the last refinement's high-water mark)."""
+    statement = select(func.count()).where(
+        Correction.project_id == project_id, col(Correction.agree).is_(False), col(Correction.id) > after_id
+    )
+    return session.exec(statement).one()

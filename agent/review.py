@@ -1,0 +1,153 @@
+"""Review operations, framework-free: list and read proposals, accept or reject them, roll back, diff.
+
+The REST layer maps ``LookupError`` to 404 and ``NotPending`` / ``ReviewError`` to 409.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from agent.models import Proposal
+from service.store import repo
+from service.store.models import PromptVersion, utcnow
+
+
+class ReviewError(RuntimeError):
+    """A review action that conflicts with the current state (409)."""
+
+
+class NotPending(ReviewError):
+    """The proposal was already decided (accepted, rejected, failed or superseded)."""
+
+
+def list_proposals(session: Session, project_id: str, status: str | None = None) -> list[Proposal]:
+    """A project's proposals, newest first; optionally only those with ``status``."""
+    statement = select(Proposal).where(Proposal.project_id == project_id)
+    if status is not None:
+        statement = statement.where(Proposal.status == status)
+    return list(session.exec(statement.order_by(col(Proposal.id).desc())))
+
+
+def get_proposal(session: Session, proposal_id: int) -> Proposal:
+    proposal = session.get(Proposal, proposal_id)
+    if proposal is None:
+        raise LookupError(f"no proposal {proposal_id}")
+    return proposal
+
+
+def _claim(session: Session, proposal_id: int, status: str, decided_by: str | None, reason: str | None) -> Proposal:
+    """Move a pending proposal to ``status`` with a conditional UPDATE: of two concurrent callers one wins,
+    the other gets NotPending. Leaves the transaction open for the caller to finish."""
+    values: dict[str, Any] = {"status": status, "decided_at": utcnow(), "decided_by": decided_by}
+    if reason is not None:
+        values["reason"] = reason
+    result = session.exec(
+        update(Proposal).where(col(Proposal.id) == proposal_id, col(Proposal.status) == "pending").values(**values)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        current = get_proposal(session, proposal_id)
+        session.refresh(current)
+        raise NotPending(f"proposal {proposal_id} is no longer pending: it is {current.status}")
+    proposal = session.get(Proposal, proposal_id, populate_existing=True)
+    assert proposal is not None
+    return proposal
+
+
+def accept_proposal(session: Session, proposal_id: int, decided_by: str | None = None) -> PromptVersion:
+    """Accept a pending proposal: a new active version (source "agent", parent = the proposal's base, pool
+    copied); other pending proposals of the project are superseded. NotPending if it was already decided."""
+    proposal = _claim(session, proposal_id, "accepted", decided_by, None)
+    version = PromptVersion(
+        project_id=proposal.project_id,
+        text=proposal.text,
+        source="agent",
+        author=decided_by,
+        parent_id=proposal.base_version_id,
+        note=f"proposal {proposal.id} ({proposal.strategy})",
+        metrics=proposal.metrics,
+        examples=proposal.examples,
+        is_active=True,
+    )
+    session.add(version)
+    session.flush()
+    session.exec(
+        update(PromptVersion)
+        .where(col(PromptVersion.project_id) == proposal.project_id, col(PromptVersion.id) != version.id)
+        .values(is_active=False)
+    )
+    session.exec(
+        update(Proposal)
+        .where(col(Proposal.project_id) == proposal.project_id, col(Proposal.status) == "pending")
+        .values(status="superseded", decided_at=utcnow(), reason=f"proposal {proposal.id} was accepted")
+    )
+    proposal.result_version_id = version.id
+    session.add(proposal)
+    session.commit()
+    session.refresh(version)
+    return version
+
+
+def reject_proposal(session: Session, proposal_id: int, reason: str, decided_by: str | None = None) -> Proposal:
+    """Reject a pending proposal with the reviewer's reason; NotPending if it was already decided."""
+    if not reason or not reason.strip():
+        raise ValueError("a rejection needs a reason")
+    proposal = _claim(session, proposal_id, "rejected", decided_by, reason.strip())
+    session.commit()
+    session.refresh(proposal)
+    return proposal
+
+
+def rollback(session: Session, project_id: str, version_id: int) -> PromptVersion:
+    """Make an older version of ``project_id`` the active one again."""
+    version = session.get(PromptVersion, version_id)
+    if version is None or version.project_id != project_id:
+        raise LookupError(f"project {project_id} has no prompt version {version_id}")
+    return repo.activate_prompt(session, version_id)
+
+
+def prompt_history(session: Session, project_id: str) -> list[PromptVersion]:
+    """Every version of the project, oldest first, with its lineage (``parent_id``) and metrics."""
+    return repo.list_prompt_versions(session, project_id)
+
+
+def _readable(text: str, examples: dict[str, Any] | None) -> list[str]:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    pool = (examples or {}).get("pool") or []
+    if pool:
+        lines.append("\n")
+        lines.append(f"# demonstration pool: {len(pool)} examples, {examples.get('k', 8)} retrieved per task\n")
+        for entry in pool:
+            answer = "; ".join(f"{k}: {', '.join(v)}" for k, v in entry["labels"].items())
+            text_line = " ".join(str(entry["text"]).split())
+            lines.append(f"[task {entry.get('task_id')}] {text_line} => {answer}\n")
+    return lines
+
+
+def unified_diff(a_text: str, a_examples, b_text: str, b_examples, a_name: str, b_name: str) -> str:
+    return "".join(difflib.unified_diff(_readable(a_text, a_examples), _readable(b_text, b_examples), a_name, b_name))
+
+
+def diff_versions(session: Session, from_id: int, to_id: int) -> str:
+    """Unified diff from one prompt version to another (text, then the demonstration pool)."""
+    a, b = session.get(PromptVersion, from_id), session.get(PromptVersion, to_id)
+    if a is None or b is None:
+        raise LookupError(f"no prompt version {from_id if a is None else to_id}")
+    return unified_diff(a.text, a.examples, b.text, b.examples, f"version {a.id}", f"version {b.id}")
+
+
+def diff_proposal(session: Session, proposal_id: int) -> str:
+    """Unified diff from the proposal's base version to the proposed prompt."""
+    proposal = get_proposal(session, proposal_id)
+    base = session.get(PromptVersion, proposal.base_version_id)
+    if base is None:
+        raise LookupError(f"no prompt version {proposal.base_version_id}")
+    return unified_diff(
+        base.text, base.examples, proposal.text, proposal.examples, f"version {base.id}", f"proposal {proposal.id}"
+    )

@@ -1,0 +1,86 @@
+"""The split never leaks validation tasks; McNemar's exact test matches known values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agent.evaluate import Scored, compare, correct, label_f1, macro_f1, mcnemar_exact, split
+from agent.tasks import AnnotatedTask
+
+
+def tasks(n: int, start: int = 1) -> list[AnnotatedTask]:
+    return [AnnotatedTask(i, {"text": f"t{i}"}, {"intent": ["a" if i % 2 else "b"]}) for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "fixes", "expected"),
+    [
+        (0, 0, 1.0),
+        (3, 3, 1.0),
+        (0, 5, 0.0625),  # 2 * (1/2)^5
+        (1, 9, 0.021484375),  # 2 * (1 + 10) / 2^10
+        (2, 10, 0.03857421875),  # 2 * (1 + 12 + 66) / 2^12
+        (10, 2, 0.03857421875),  # two-sided: symmetric
+        (0, 6, 0.03125),
+    ],
+)
+def test_mcnemar_exact_known_values(breaks: int, fixes: int, expected: float) -> None:
+    assert math.isclose(mcnemar_exact(breaks, fixes), expected, rel_tol=1e-12)
+
+
+def test_mcnemar_matches_scipy_binomial_test() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for b, c in [(4, 17), (7, 9), (0, 12), (25, 40)]:
+        assert math.isclose(mcnemar_exact(b, c), stats.binomtest(b, b + c, 0.5).pvalue, rel_tol=1e-9)
+
+
+def test_split_is_disjoint_deterministic_and_stable_as_tasks_arrive() -> None:
+    first = tasks(40)
+    examples, validation = split(first, 0.4, seed=7)
+    assert {t.task_id for t in examples}.isdisjoint({t.task_id for t in validation})
+    assert len(examples) + len(validation) == 40
+    assert 8 <= len(validation) <= 24
+    again = split(list(reversed(first)), 0.4, seed=7)
+    assert [t.task_id for t in again[1]] == [t.task_id for t in validation]  # order of input does not matter
+    grown_examples, grown_validation = split(first + tasks(60, start=41), 0.4, seed=7)
+    # a task never changes side when more tasks are annotated: nothing a strategy saw becomes validation
+    assert {t.task_id for t in validation} <= {t.task_id for t in grown_validation}
+    assert {t.task_id for t in examples} <= {t.task_id for t in grown_examples}
+    other = split(first, 0.4, seed=8)[1]
+    assert [t.task_id for t in other] != [t.task_id for t in validation]
+
+
+def test_split_gives_both_sides_a_task_when_it_can() -> None:
+    for seed in range(20):
+        examples, validation = split(tasks(2), 0.5, seed)
+        assert len(examples) == 1 and len(validation) == 1
+    assert split(tasks(1), 0.5) in (([], tasks(1)), (tasks(1), []))
+
+
+def test_correct_needs_every_answered_control_and_ignores_order() -> None:
+    assert correct({"a": ["x", "y"], "b": ["z"]}, {"a": ["y", "x"]})
+    assert not correct({"a": ["x"]}, {"a": ["x", "y"]})
+    assert not correct({}, {"a": ["x"]})
+
+
+def test_compare_reports_fixes_breaks_and_per_label_changes() -> None:
+    ts = tasks(10)
+    golds = [t.gold for t in ts]
+    base_preds = [{"intent": ["a"]} for _ in ts]  # right on odd ids only
+    cand_preds = [dict(g) for g in golds]
+    cand_preds[0] = {"intent": ["b"]}  # task 1 broken
+    base = Scored(base_preds, [correct(p, g) for p, g in zip(base_preds, golds, strict=True)], 1.0, 10.0)
+    cand = Scored(cand_preds, [correct(p, g) for p, g in zip(cand_preds, golds, strict=True)], 1.0, 30.0)
+    result = compare(base, cand, ts, alpha=0.05)
+    assert result.fixes == [2, 4, 6, 8, 10] and result.breaks == [1]
+    assert math.isclose(result.p_value, mcnemar_exact(1, 5))
+    assert not result.significant  # 5 fixes against 1 break is not enough evidence at 0.05
+    m = result.metrics
+    assert m["accuracy"] == {"before": 0.5, "after": 0.9}
+    assert m["macro_f1"]["before"] == round(macro_f1(label_f1(base_preds, golds)), 4)
+    assert set(m["per_label"]) == {"a", "b"} and m["per_label"]["b"]["f1_before"] == 0.0
+    assert m["prompt_tokens"] == {"before": 10.0, "after": 30.0}
+    assert [f["task_id"] for f in m["fixes"]] == [2, 4, 6, 8, 10]
+    assert compare(base, cand, ts, alpha=0.25).significant

@@ -1,0 +1,48 @@
+"""The webhook hooks: corrections recorded in the background, refinement after N disagreements."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from agent import hooks
+from agent.config import agent_settings
+from agent.loop import Worker, list_runs
+from agent.models import Correction
+from agent.tasks import remember_tasks
+from service import events
+from service.store import db, repo
+from service.store.models import AnnotationCreate, AnnotationPublic
+from tests.agent.conftest import CONFIG, labeled
+
+
+def test_events_record_corrections_and_trigger_a_refinement(db_url: str, stub_engine, monkeypatch) -> None:
+    monkeypatch.setattr(agent_settings, "disagreements_trigger", 3)
+    monkeypatch.setattr(agent_settings, "strategies", ["retrieval"])
+    monkeypatch.setattr(agent_settings, "demos_k", 2)
+    worker = Worker(lambda: stub_engine, lambda: Session(db.get_engine(db_url)))
+    hooks.install(worker)
+    hooks.install(worker)  # idempotent
+    assert events.on_annotation_saved.count(hooks.on_annotation_saved) == 1
+    try:
+        with Session(db.get_engine(db_url)) as s:
+            repo.upsert_project(s, "1", CONFIG)
+            for i, (text, label) in enumerate(labeled()[:6], start=1):
+                remember_tasks(s, "1", [{"id": i, "data": {"text": text}}])
+                stored = repo.upsert_annotation(
+                    s, AnnotationCreate(id=100 + i, project_id="1", task_id=i, choices={"intent": [label]})
+                )
+                events.emit_annotation_saved(AnnotationPublic.model_validate(stored))  # returns at once
+        assert worker.join(120)
+        with Session(db.get_engine(db_url)) as s:
+            corrections = s.exec(select(Correction)).all()
+            assert len(corrections) == 6 and sum(not c.agree for c in corrections) == 4  # the stub says "loan"
+            runs = list_runs(s, "1")
+            assert runs and runs[-1].trigger == "disagreements" and runs[-1].status == "done"
+        events.emit_annotations_deleted("1", [101, 102])
+        assert worker.join(60)
+        with Session(db.get_engine(db_url)) as s:
+            assert sorted(c.annotation_id for c in s.exec(select(Correction))) == [103, 104, 105, 106]
+    finally:
+        hooks.uninstall()
+        hooks._worker = None
+    assert hooks.on_annotation_saved not in events.on_annotation_saved

@@ -1,0 +1,107 @@
+"""Refinement end to end through the real store: candidates scored on validation, the proposal, acceptance."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from agent import review
+from agent.config import AgentSettings
+from agent.demos import examples_for_tasks
+from agent.evaluate import TEST_NAME, NoAnnotations, split
+from agent.loop import RefinementBusy, Worker, refine, request_refinement, start_run
+from agent.models import Proposal, RefinementRun
+from agent.tasks import annotated_tasks
+from service.predictor import predict_tasks
+from service.store import repo
+
+
+def test_refinement_proposes_retrieval_and_accepting_activates_it(session: Session, schema, stub_engine, cfg, seed):
+    seed(stub_engine, 30)
+    outcome = refine(session, stub_engine, "1", "api", cfg)
+    proposal = outcome.proposal
+    assert proposal is not None and proposal.status == "pending"
+    assert proposal.strategy == "retrieval"
+    assert "{examples}" in proposal.text
+    m = proposal.metrics
+    assert m["test"] == TEST_NAME
+    assert m["accuracy"]["after"] > m["accuracy"]["before"]
+    assert m["macro_f1"]["after"] > m["macro_f1"]["before"]
+    assert m["p_value"] < 0.05 and len(m["fixes"]) > len(m["breaks"])
+    assert m["per_label"] and set(m["cost"]) >= {"tokens", "seconds"}
+    # validated without the validation tasks, shipped with every annotation
+    tasks = annotated_tasks(session, "1", schema)
+    _, validation = split(tasks, cfg.validation_fraction, cfg.seed)
+    assert m["pool"]["validated_with"] == len(tasks) - len(validation)
+    assert len(proposal.examples["pool"]) == len(tasks) == 30
+
+    run = session.get(RefinementRun, outcome.run_id)
+    assert run.status == "done" and run.summary["proposal_id"] == proposal.id
+    assert {c["strategy"] for c in run.summary["candidates"]} == {"retrieval", "fixed_demos", "definitions"}
+
+    base = repo.active_prompt(session, "1")
+    version = review.accept_proposal(session, proposal.id, decided_by="reviewer")
+    assert version.is_active and version.source == "agent" and version.parent_id == base.id
+    assert version.examples == proposal.examples
+    assert repo.active_prompt(session, "1").id == version.id
+    session.refresh(proposal)
+    assert proposal.status == "accepted" and proposal.result_version_id == version.id
+
+    # the accepted prompt labels new tasks with retrieved demonstrations
+    tasks = [{"id": 99, "data": {"text": "my debit card never arrived"}}]
+    shots = examples_for_tasks(stub_engine, schema, version.examples, tasks)
+    assert shots[0].count("Intent:\n") == cfg.demos_k
+    pred = predict_tasks(stub_engine, schema, tasks, version.text, examples=shots)[0]
+    assert pred.labels == {"intent": ["card"]}
+
+
+def test_refinement_without_annotations_is_a_clear_error(session: Session, schema, stub_engine, cfg):
+    repo.upsert_project(
+        session,
+        "1",
+        "<View><Text name='text' value='$text'/>"
+        "<Choices name='intent' toName='text'><Choice value='a'/><Choice value='b'/></Choices></View>",
+    )
+    with pytest.raises(NoAnnotations, match="no annotated tasks"):
+        refine(session, stub_engine, "1", "api", cfg)
+    with pytest.raises(NoAnnotations):
+        request_refinement(Worker(lambda: stub_engine, lambda: Session(session.get_bind())), session, "1")
+    assert session.exec(select(RefinementRun)).all() == []
+    with pytest.raises(NoAnnotations, match="not set up"):
+        refine(session, stub_engine, "unknown", "api", cfg)
+
+
+def test_one_refinement_per_project(session: Session, stub_engine, cfg, seed):
+    seed(stub_engine, 6)
+    run = start_run(session, "1", "api", lease_seconds=60)
+    with pytest.raises(RefinementBusy):
+        start_run(session, "1", "api", lease_seconds=60)
+    with pytest.raises(RefinementBusy):
+        refine(session, stub_engine, "1", "api", cfg)
+    assert run.status == "running"
+
+
+def test_an_expired_lease_is_taken_over(session: Session, stub_engine, cfg, seed):
+    seed(stub_engine, 6)
+    dead = start_run(session, "1", "api", lease_seconds=-1)  # its worker died: the lease is already over
+    fresh = start_run(session, "1", "api", lease_seconds=60)
+    session.refresh(dead)
+    assert dead.status == "failed" and "lease expired" in dead.error
+    assert fresh.status == "running" and fresh.id != dead.id
+
+
+def test_tiny_model_end_to_end_through_the_store(session: Session, schema, tiny_engine, seed):
+    """The real local engine (tiny random Gemma 3) and the real store: corrections, scoring, the run's record."""
+    seed(tiny_engine, 12)
+    cfg = AgentSettings(strategies=["retrieval", "fixed_demos", "definitions"], demos_k=2, alpha=0.5)
+    outcome = refine(session, tiny_engine, "1", "api", cfg)
+    run = session.get(RefinementRun, outcome.run_id)
+    assert run.status == "done" and run.finished_at is not None
+    assert run.summary["examples"] + run.summary["validation"] == 12
+    scored = [c for c in run.summary["candidates"] if "accuracy" in c]
+    assert scored and all(0.0 <= c["accuracy"]["after"] <= 1.0 for c in scored)
+    assert all(c["fixes"] + c["breaks"] <= run.summary["validation"] for c in scored)
+    if outcome.proposal is not None:
+        assert outcome.proposal.metrics["p_value"] < 0.5
+        assert review.accept_proposal(session, outcome.proposal.id).is_active
+    assert session.exec(select(Proposal).where(Proposal.status == "pending")).all() == []
