@@ -176,7 +176,7 @@ def label_tasks(
     plan: Plan,
     items: list[InputTask],
     *,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
     max_chars: int | None = None,
     response_max_tokens: int = 0,
     known: dict[int, Labeled] | None = None,
@@ -187,7 +187,9 @@ def label_tasks(
 
     ``known`` are predictions that exist elsewhere (in Label Studio) and are skipped like stored ones.
     ``on_chunk`` runs after each chunk is committed. Ctrl-C ends the run between two chunks' commits.
+    A chunk is one engine batch by default: progress moves every batch, and a kill loses at most one.
     """
+    chunk_size = chunk_size or getattr(engine, "batch_size", None) or 16
     max_chars = max_chars or settings.max_text_chars
     summary = LabelSummary(tasks=len(items))
     done = {**(known or {}), **stored_predictions(session, plan.project_id, plan.model_version)}
@@ -210,7 +212,7 @@ def label_tasks(
     bar = tqdm(
         total=len(todo),
         unit="task",
-        desc="labeling",
+        desc=f"labeling ({summary.skipped} already done)" if summary.skipped else "labeling",
         disable=not progress or not todo,
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
@@ -389,7 +391,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         "prompt_version_id": plan.prompt_id,
         "model_version": plan.model_version,
         "batch_size": getattr(engine, "batch_size", None),
-        "chunk_size": args.chunk_size,
+        "chunk_size": args.chunk_size or getattr(engine, "batch_size", None),
         "model_load_seconds": round(load_seconds, 3),
         "total_seconds": round(time.perf_counter() - total_started, 3),
         "posted": posted,

@@ -116,7 +116,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--batch-size", type=int, metavar="N", help="tasks per forward pass (default: PROMPTER_BATCH_SIZE)"
     )
-    run.add_argument("--chunk-size", type=int, default=64, metavar="N", help="tasks per stored chunk (default: 64)")
+    run.add_argument("--chunk-size", type=int, metavar="N", help="tasks per stored chunk (default: the batch size)")
     run.add_argument("--max-chars", type=int, default=None, metavar="N", help="longest task text accepted")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--debug", action="store_true", help="log details and show tracebacks")
@@ -228,7 +228,7 @@ def project_prompt(session: Session, source: Source, text: str | None) -> Prompt
 
 def load_engine_for(args: argparse.Namespace) -> Engine:
     """The model engine the service would load, with ``--model`` / ``--batch-size`` applied."""
-    from constraints.local import load_engine
+    from constraints.engines import load_engine
 
     update = {}
     if args.model:
