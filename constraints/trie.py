@@ -60,9 +60,14 @@ class TokenTrie:
 @dataclass
 class ChoiceTrie:
     """Single choice: each label is a path; a label's probability is the product of the
-    renormalised branch probabilities along its path (what constrained sampling draws from)."""
+    renormalised branch probabilities along its path (what constrained sampling draws from).
 
-    trie: TokenTrie
+    ``trie`` holds only the nodes the forward pass needs: branch points and their ancestors. A label's
+    tokens after its last branch point decide nothing (their probability is 1 under the constraint), so
+    they are never computed; for 77 Banking77 intents this drops most of the trie.
+    """
+
+    trie: TokenTrie  # pruned: what the scorer feeds; readouts index into it
     readouts: list[Readout]
     # per label: (readout index, position of the chosen token in that readout) along its path
     paths: list[list[tuple[int, int]]]
@@ -89,4 +94,9 @@ class ChoiceTrie:
                     r = at[parent]
                     path.append((r, readouts[r].token_ids.index(trie.tokens[node])))
             paths.append(path)
-        return cls(trie, readouts, paths)
+        pruned = TokenTrie()
+        for i, r in enumerate(readouts):
+            if r.node != ROOT:
+                node = pruned.insert([trie.tokens[n] for n in reversed(trie.ancestors(r.node))])
+                readouts[i] = Readout(node, r.token_ids)
+        return cls(pruned, readouts, paths)

@@ -105,8 +105,10 @@ def test_decision_rules() -> None:
 
 def test_trie_shares_prefixes_and_reads_out_only_at_branches() -> None:
     trie = ChoiceTrie.build([[1, 2, 9], [1, 3, 9], [1, 9], [4, 9]])
-    assert len(trie.trie) == 8  # "1" shared by three labels: 1,2,9 3,9 9 4,9
+    assert trie.trie.tokens == [1]  # only the branch point "1" is fed; every label's tail decides nothing
     assert sorted(len(r.token_ids) for r in trie.readouts) == [2, 3]  # root {1,4}, after 1 {2,3,9}
+    deep = ChoiceTrie.build([[5, 6, 7, 1, 9], [5, 6, 7, 2, 9], [8, 9]])
+    assert deep.trie.tokens == [5, 6, 7]  # the shared run up to the branch, not the tails
     with pytest.raises(ValueError):
         TokenTrie().insert([])
 
