@@ -161,7 +161,11 @@ function metricsTable(m) {
   const rows = [
     ["Accuracy", beforeAfter(m.accuracy, pct), "metric-accuracy"],
     ["Macro-F1", beforeAfter(m.macro_f1, pct), "metric-macro-f1"],
-    ["Significance", `p = ${num(m.p_value, 4)} (${m.test || "?"}; α = ${m.alpha ?? "?"})`, "metric-p"],
+    [
+      "Significance",
+      `${m.significant ? "significant" : "not significant"}: p = ${num(m.p_value, 4)} (${m.test || "?"}; α = ${m.alpha ?? "?"})`,
+      "metric-p",
+    ],
     ["Validation tasks", String(m.validation_tasks ?? "–"), "metric-validation"],
     ["Fixes / breaks", `${(m.fixes || []).length} fixed, ${(m.breaks || []).length} broken`, "metric-fixes"],
   ];
@@ -274,6 +278,7 @@ function renderPending(projectId, proposals, versions) {
 function renderHistory(projectId, versions) {
   const body = document.querySelector("#history tbody");
   body.replaceChildren();
+  document.getElementById("version-view").replaceChildren();
   for (const v of [...versions].reverse()) {
     const m = v.metrics || {};
     const actions = el("td", { class: "actions" },
@@ -304,8 +309,10 @@ async function showVersion(projectId, v) {
   view.replaceChildren(
     el("h4", { text: `Version #${v.id}${v.is_active ? " (active)" : ""} · ${v.model_version}` }),
     el("pre", { class: "prompt", text: v.text }),
-    pool ? el("p", { class: "muted", text: `Demonstration pool: ${pool} examples, ${v.examples.k ?? 8} retrieved per task.` }) : null,
   );
+  if (pool) {
+    view.append(el("p", { class: "muted", text: `Demonstration pool: ${pool} examples, ${v.examples.k ?? 8} retrieved per task.` }));
+  }
   if (v.parent_id) {
     try {
       const d = await api("GET", `${projectPath(projectId)}/prompts/diff?from=${v.parent_id}&to=${v.id}`);
