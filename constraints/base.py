@@ -39,6 +39,10 @@ class EngineNotReady(RuntimeError):
     """The model is still loading."""
 
 
+class EngineUnavailable(RuntimeError):
+    """The model server cannot answer now (down, timed out, failing); the request may be retried later."""
+
+
 class Engine(Protocol):
     name: str
     model_id: str

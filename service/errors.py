@@ -11,13 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from constraints.base import EngineNotReady
+from constraints.base import EngineNotReady, EngineUnavailable
 from service.labeling import ConfigError
 from service.predictor import TaskDataError
 
 log = logging.getLogger(__name__)
 
 LOADING_RETRY_AFTER_S = 5
+UNAVAILABLE_RETRY_AFTER_S = 5
 DATABASE_RETRY_AFTER_S = 2
 
 
@@ -59,6 +60,15 @@ async def _not_ready(_: Request, exc: EngineNotReady) -> JSONResponse:
     return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)}, headers=headers)
 
 
+async def _unavailable(_: Request, exc: EngineUnavailable) -> JSONResponse:
+    """The model server (vLLM) is down, slow or failing: the client may retry; the reason says which."""
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": str(exc)},
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )
+
+
 async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -90,6 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConfigError, _unprocessable)
     app.add_exception_handler(TaskDataError, _unprocessable)
     app.add_exception_handler(EngineNotReady, _not_ready)
+    app.add_exception_handler(EngineUnavailable, _unavailable)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _internal)

@@ -37,7 +37,7 @@ _thread: threading.Thread | None = None
 
 
 def _default_loader() -> Engine:
-    return importlib.import_module("constraints.local").load_engine(settings)
+    return importlib.import_module("constraints.engines").load_engine(settings)
 
 
 def _load(loader: Callable[[], Engine]) -> None:
@@ -58,7 +58,7 @@ def _load(loader: Callable[[], Engine]) -> None:
 
 
 def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Thread:
-    """Load the engine in a daemon thread (``constraints.local.load_engine(settings)`` by default)."""
+    """Load the engine in a daemon thread (the one ``settings.engine`` names, by default)."""
     global _thread, _state
     with _lock:
         if _thread is not None and _thread.is_alive():
@@ -97,6 +97,8 @@ EMBEDDED_MODEL_ID = "gemma-3-270m"  # what constraints.loading names the embedde
 
 def expected_model_id() -> str:
     """The id the configured model will have once loaded, known without importing torch."""
+    if settings.engine == "vllm" and settings.vllm_model:
+        return settings.vllm_model
     if settings.model == "embedded":
         return EMBEDDED_MODEL_ID
     return Path(settings.model).name or settings.model

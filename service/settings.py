@@ -25,7 +25,17 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     home: Path = Field(default=DEFAULT_HOME, description="Converted-model cache and default database folder.")
     threads: int | None = Field(default=None, description="torch CPU threads (default: all cores).")
-    engine: Literal["local"] = "local"
+    engine: Literal["local", "vllm"] = Field(
+        default="local", description="'local' (the model in this process) or 'vllm' (a vLLM server over HTTP)."
+    )
+
+    # vLLM engine (PROMPTER_ENGINE=vllm); the tokenizer is PROMPTER_MODEL's, which must be the served model
+    vllm_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the vLLM server.")
+    vllm_model: str | None = Field(
+        default=None, description="Model name the vLLM server serves (default: PROMPTER_MODEL's model id)."
+    )
+    vllm_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one request to the vLLM server.")
+    vllm_max_concurrency: int = Field(default=8, ge=1, description="Requests in flight to the vLLM server.")
 
     # Decoding
     response_max_tokens: int = Field(
