@@ -201,6 +201,7 @@ def test_accept_makes_a_new_active_version_and_predict_uses_it(
     assert len(client.get(f"/projects/{project}/prompts").json()) == 2
 
 
+@pytest.mark.databases
 def test_two_concurrent_accepts_one_wins(client: TestClient, project: str, db_url: str) -> None:
     proposal_id = propose(db_url, project, "Choose the intent.\n{dialogue}")
     barrier = Barrier(2)
