@@ -28,6 +28,10 @@ from service.settings import settings
 
 PROJECT_TITLE = "Finance Support Chats"
 DEMO_USER = "demo@prompter.local"
+# Label Studio gives one /predict 100 s. On a CPU a "Retrieve predictions" over all 20 chats (after a
+# prompt is accepted, say) can take longer, and LS then stores nothing; 300 s covers it on 2 busy cores.
+LABEL_STUDIO_ENV = {"ML_TIMEOUT_PREDICT": "300"}
+PREDICT_CHUNK = 5  # tasks per "Retrieve predictions" while the demo labels its sample chats
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--screenshot", type=Path, default=None, metavar="PATH",
         help="save a PNG of the labeling screen with a prediction (headless Chromium) once ready",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-predict", action="store_true", help="do not label the sample chats before the demo is ready"
+    )
     parser.add_argument(
         "--exit-when-ready", action="store_true", help="stop both servers once the project is ready (and screenshot)"
     )
@@ -112,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh:
         forget(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill stops the children like Ctrl-C does
+    # Ctrl-C and a kill stop the children; SIGINT explicitly, as a shell's background job starts with it ignored.
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
     prompter: PrompterServer | None = None
     ls: LabelStudioServer | None = None
@@ -130,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
         _say(f"Starting Prompter on {prompter.url} (log: {prompter.log_path}); the model loads in the background")
         prompter.launch()
 
-        ls = LabelStudioServer(folder / "label-studio", port=args.ls_port, credentials=demo_credentials(folder))
+        ls = LabelStudioServer(
+            folder / "label-studio", port=args.ls_port, credentials=demo_credentials(folder), extra_env=LABEL_STUDIO_ENV
+        )
         _say(f"Starting Label Studio on port {args.ls_port} (log: {ls.log_path})")
         ls.start()
         _say(f"Label Studio is up in {ls.startup_seconds:.0f} s")
@@ -143,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         # Connect only now: LS gives /setup 3 s, and a loading model can starve the server of CPU that long.
         ensure_backend(api, project["id"], prompter.url)
         _say("Prompter is connected to the project (interactive preannotation on)")
+        if not args.no_predict:
+            predict_all(api, project["id"], task_ids)
 
         if args.screenshot:
             _screenshot(api, ls, project["id"], task_ids[0], args.screenshot)
@@ -153,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
             f"Label Studio: {ls.url}/projects/{project['id']}/data\n"
             f"Login:        {credentials.username}  password: {credentials.password}\n"
             f"Prompter:     {prompter.url}  (prompt proposals: {prompter.url}/review)\n"
-            "Open a task, type an instruction into the Prompt box and press Shift+Enter, or use the\n"
-            "prediction Prompter made; submit your corrections and Prompter learns from them.\n"
+            "Open a task: Prompter's prediction is filled in. To ask in your own words, switch on\n"
+            "Auto-Annotation (bottom bar), click the pencil on the Prompt box, type, press Shift+Enter.\n"
+            "Correct the intents and Submit: Prompter learns prompts from your corrections.\n"
             "Press Ctrl-C to stop both servers.\n"
         )
         if args.exit_when_ready:
@@ -179,6 +193,21 @@ def run(args: argparse.Namespace) -> int:
         if prompter is not None:
             prompter.stop()
         _say("Label Studio and Prompter stopped.")
+
+
+def predict_all(api: LabelStudioAPI, project_id: int, task_ids: list[int]) -> None:
+    """ "Retrieve predictions" for the tasks that have none, a few at a time, so the user sees progress and
+    opening a task never waits for the model (LS would ask for that one task's prediction on the spot)."""
+    todo = [t for t in task_ids if not api.list_predictions(t)]
+    started = time.monotonic()
+    for i in range(0, len(todo), PREDICT_CHUNK):
+        api.retrieve_predictions(project_id, todo[i : i + PREDICT_CHUNK])
+        _say(f"Prompter labeled {min(i + PREDICT_CHUNK, len(todo))}/{len(todo)} sample chats")
+    missing = [t for t in todo if not api.list_predictions(t)]
+    if missing:
+        raise RuntimeError(f"Label Studio stored no prediction for tasks {missing}; see its log")
+    if todo:
+        _say(f"Predictions for {len(todo)} chats in {time.monotonic() - started:.0f} s")
 
 
 def _screenshot(api: LabelStudioAPI, ls: LabelStudioServer, project_id: int, task_id: int, path: Path) -> None:

@@ -1,7 +1,8 @@
-"""A PNG of Label Studio's labeling screen, taken in headless Chromium (Debian's chromium + chromium-driver).
+"""Label Studio's labeling screen in headless Chromium (Debian's chromium + chromium-driver): a PNG of it.
 
 Selenium drives the system's chromedriver: nothing is downloaded (no Selenium Manager, no browser fetch).
-`scripts/install_test_deps.sh` installs both Debian packages.
+`scripts/install_test_deps.sh` installs both Debian packages. `chromium()`, `log_in()` and
+`open_labeling()` are also what browser tests of the labeling screen build on.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from service.labelstudio import Credentials
 
@@ -26,12 +30,68 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--window-size=1440,1300",
 ]
-# The labeling screen has drawn the prediction: a chosen intent and the dialogue are on the page.
-_PREDICTION_SHOWN = """
-const checked = document.querySelectorAll('input[type=checkbox]:checked, input[type=radio]:checked');
+# The labeling screen has drawn a prediction: a chosen label (not a Data Manager row) and the dialogue.
+PREDICTION_SHOWN = """
+const checked = document.querySelectorAll("input.ant-checkbox-input:checked, input.ant-radio-input:checked");
 const dialogue = document.querySelector('[class*="paragraphs"], [class*="Paragraphs"], [class*="phrase"]');
 return checked.length > 0 && dialogue !== null;
 """
+
+
+@contextmanager
+def chromium(timeout: float = 180.0) -> Iterator[Any]:
+    """A headless Chromium WebDriver with a fresh profile, quit and removed afterwards."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        raise RuntimeError("the browser needs selenium: pip install -e '.[dev]'") from None
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not Path(binary).exists():
+            raise RuntimeError(f"{binary} is missing: scripts/install_test_deps.sh installs chromium, chromium-driver")
+    profile = tempfile.mkdtemp(prefix="prompter-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = None
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        driver.set_page_load_timeout(timeout)
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: Any, timeout: float = 180.0) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout)
+
+
+def log_in(driver: Any, ls_url: str, credentials: Credentials, timeout: float = 180.0) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{ls_url}/user/login/")
+    wait(driver, timeout).until(lambda d: d.find_elements(By.NAME, "email"))
+    driver.find_element(By.NAME, "email").send_keys(credentials.username)
+    driver.find_element(By.NAME, "password").send_keys(credentials.password)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit], form input[type=submit]").click()
+    wait(driver, timeout).until(lambda d: "/user/login" not in d.current_url)
+
+
+def open_labeling(driver: Any, page_url: str, failure_png: Path, timeout: float = 180.0) -> None:
+    """Open a task's labeling screen and wait until its prediction is drawn (else a PNG of what was)."""
+    from selenium.common.exceptions import TimeoutException
+
+    driver.get(page_url)
+    try:
+        wait(driver, timeout).until(lambda d: d.execute_script(PREDICTION_SHOWN))
+    except TimeoutException:
+        driver.save_screenshot(str(failure_png))
+        raise RuntimeError(f"the prediction did not render within {timeout:.0f} s; the page: {failure_png}") from None
 
 
 def labeling_screenshot(
@@ -42,49 +102,19 @@ def labeling_screenshot(
     Returns the seconds it took; RuntimeError with what is missing when the browser cannot be driven.
     """
     try:
-        from selenium import webdriver
-        from selenium.common.exceptions import TimeoutException, WebDriverException
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
+        from selenium.common.exceptions import WebDriverException
     except ImportError:
         raise RuntimeError("the screenshot needs selenium: pip install -e '.[dev]'") from None
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        if not Path(binary).exists():
-            raise RuntimeError(f"{binary} is missing: scripts/install_test_deps.sh installs chromium, chromium-driver")
 
     started = time.monotonic()
-    profile = tempfile.mkdtemp(prefix="prompter-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = None
     try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-        driver.set_page_load_timeout(timeout)
-        wait = WebDriverWait(driver, timeout)
-        driver.get(f"{ls_url}/user/login/")
-        wait.until(lambda d: d.find_elements(By.NAME, "email"))
-        driver.find_element(By.NAME, "email").send_keys(credentials.username)
-        driver.find_element(By.NAME, "password").send_keys(credentials.password)
-        driver.find_element(By.CSS_SELECTOR, "form button[type=submit], form input[type=submit]").click()
-        wait.until(lambda d: "/user/login" not in d.current_url)
-        driver.get(page_url)
-        try:
-            wait.until(lambda d: d.execute_script(_PREDICTION_SHOWN))
-        except TimeoutException:
-            failed = path.with_suffix(".timeout.png")
-            driver.save_screenshot(str(failed))
-            raise RuntimeError(f"the prediction did not render within {timeout:.0f} s; the page: {failed}") from None
-        time.sleep(2)  # let the last layout pass and fonts settle
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not driver.save_screenshot(str(path)):
-            raise RuntimeError(f"Chromium could not save {path}")
+        with chromium(timeout) as driver:
+            log_in(driver, ls_url, credentials, timeout)
+            open_labeling(driver, page_url, path.with_suffix(".timeout.png"), timeout)
+            time.sleep(2)  # let the last layout pass and fonts settle
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not driver.save_screenshot(str(path)):
+                raise RuntimeError(f"Chromium could not save {path}")
     except WebDriverException as exc:
         raise RuntimeError(f"headless Chromium failed: {exc.msg}") from None
-    finally:
-        if driver is not None:
-            driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     return time.monotonic() - started
