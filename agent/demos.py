@@ -40,12 +40,17 @@ def task_block(schema: ProjectSchema) -> str:
     return f"{title(obj.name)}:\n{{{obj.value_key}}}\n"
 
 
-def split_template(template: str, data_keys: tuple[str, ...]) -> tuple[str, str]:
-    """(instruction, task part): the task part starts at the line holding the first task variable.
-
-    ``{examples}`` counts as a task variable. A template without any (the default prompt) is all instruction.
-    """
-    task_vars = set(data_keys) | {"text", "examples"}
+def split_template(template: str, schema: ProjectSchema) -> tuple[str, str]:
+    """(instruction, task part). An agent template ends with ``{examples}`` and the task block; any other
+    template's task part starts at the line holding its first task variable. A template without any task
+    variable (the default prompt) is all instruction."""
+    block = task_block(schema)
+    if template.endswith(block):
+        head = template[: -len(block)]
+        if head.endswith("{examples}"):
+            head, block = head[: -len("{examples}")], "{examples}" + block
+        return head.rstrip(), block
+    task_vars = set(schema.data_keys) | {"text", "examples"}
     first = next((m for m in VARIABLE.finditer(template) if m.group(1) in task_vars), None)
     if first is None:
         return template.rstrip(), ""

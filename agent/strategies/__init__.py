@@ -57,7 +57,7 @@ class Context:
 
     @property
     def instruction(self) -> str:
-        return split_template(self.base_text, self.schema.data_keys)[0]
+        return split_template(self.base_text, self.schema)[0]
 
     @property
     def base_retrieves(self) -> bool:
