@@ -35,6 +35,9 @@ def create_app(engine: Engine | None = None, load_model: bool = True) -> FastAPI
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate)
+        from agent import hooks  # the agent learns from the webhooks this app receives
+
+        hooks.install()
         if engine is None and load_model:
             runtime.start_loading()
         yield

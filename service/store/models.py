@@ -58,7 +58,8 @@ class PromptVersionBase(SQLModel):
     author: str | None = Field(default=None, max_length=255)
     note: str | None = Field(default=None, sa_type=sa.Text)
     metrics: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    examples: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # demonstration pool: {"pool": [...], "k": 8}
+    # the demonstration pool: {"pool": [...], "k": 8}
+    examples: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class PromptVersion(PromptVersionBase, table=True):

@@ -63,9 +63,14 @@ def list_prompt_versions(session: Session, project_id: str) -> list[PromptVersio
 
 
 def find_prompt(session: Session, project_id: str, text: str) -> PromptVersion | None:
-    """The version of ``project_id`` whose text is ``text`` (compared after stripping), if any."""
+    """The version of ``project_id`` whose text is ``text`` (compared after stripping), if any.
+
+    Several versions can share a text (accepted proposals that differ only in their demonstration pool):
+    the active one wins, then the newest.
+    """
     statement = select(PromptVersion).where(PromptVersion.project_id == project_id, PromptVersion.text == text.strip())
-    return session.exec(statement.order_by(col(PromptVersion.id))).first()
+    order = (col(PromptVersion.is_active).desc(), col(PromptVersion.id).desc())
+    return session.exec(statement.order_by(*order)).first()
 
 
 def _set_active(session: Session, version: PromptVersion) -> None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from agent.demos import examples_for_tasks
 from constraints.base import Engine
 from service import runtime
 from service.api.deps import SessionDep
@@ -102,8 +103,9 @@ async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
     started = time.perf_counter()
     plan = await run_in_threadpool(_plan, session, body)
     interactive = bool(body.params and body.params.context)
+    examples = await run_in_threadpool(examples_for_tasks, plan.engine, plan.schema, plan.prompt.examples, tasks)
     predictions = await runtime.run_predictions(
-        plan.engine, plan.schema, tasks, plan.prompt.text, interactive=interactive
+        plan.engine, plan.schema, tasks, plan.prompt.text, examples=examples, interactive=interactive
     )
     mv = model_version(plan.prompt.id, plan.engine.model_id)
     await run_in_threadpool(_store, session, plan, mv, tasks, predictions)

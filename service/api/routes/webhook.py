@@ -21,6 +21,7 @@ router = APIRouter(tags=["label-studio"])
 
 SAVED = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 DELETED = "ANNOTATIONS_DELETED"
+TRAIN = "START_TRAINING"
 
 
 def _schema(label_config: str) -> ProjectSchema | None:
@@ -38,6 +39,11 @@ def webhook(event: WebhookEvent, session: SessionDep, background: BackgroundTask
         deleted = repo.delete_annotations(session, ids)
         background.add_task(events.emit_annotations_deleted, event_project_id(event), ids)
         return WebhookResponse(status="ok", action=event.action, deleted=deleted)
+    if event.action == TRAIN and (project_id := event_project_id(event)) is not None:
+        from agent import hooks
+
+        background.add_task(hooks.start_training, project_id)
+        return WebhookResponse(status="ok", action=event.action)
     if event.action not in SAVED:
         return WebhookResponse(status="ignored", action=event.action)
 
