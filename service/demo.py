@@ -32,6 +32,7 @@ DEMO_USER = "demo@prompter.local"
 # prompt is accepted, say) can take longer, and LS then stores nothing; 300 s covers it on 2 busy cores.
 LABEL_STUDIO_ENV = {"ML_TIMEOUT_PREDICT": "300"}
 PREDICT_CHUNK = 5  # tasks per "Retrieve predictions" while the demo labels its sample chats
+SCREENSHOT_PROMPT = "Which intents does the customer express? Name every one that applies."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -219,7 +220,7 @@ def _screenshot(api: LabelStudioAPI, ls: LabelStudioServer, project_id: int, tas
     if not api.list_predictions(task_id):
         raise RuntimeError(f"Label Studio stored no prediction for task {task_id}; see {ls.log_path}")
     url = f"{ls.url}/projects/{project_id}/data?task={task_id}"
-    seconds = labeling_screenshot(ls.url, ls.credentials, url, path)
+    seconds = labeling_screenshot(ls.url, ls.credentials, url, path, prompt=SCREENSHOT_PROMPT)
     _say(f"Saved a screenshot of {url} to {path} ({seconds:.0f} s)")
 
 

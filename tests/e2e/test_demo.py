@@ -149,10 +149,7 @@ def test_demo_prints_the_url_and_login_of_a_ready_project(demo: Demo) -> None:
 
 def test_shift_enter_in_the_labeling_screen_asks_prompter_with_the_typed_prompt(demo: Demo) -> None:
     """What the README tells a new user to do: Auto-Annotation on, edit the Prompt box, Shift+Enter."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    from service.screenshot import PREDICTION_SHOWN, chromium, log_in, open_labeling, wait
+    from service.screenshot import ask, chromium, log_in, open_labeling
 
     projects = demo.ls("/api/projects")
     project_id = (projects["results"] if isinstance(projects, dict) else projects)[0]["id"]
@@ -167,25 +164,7 @@ def test_shift_enter_in_the_labeling_screen_asks_prompter_with_the_typed_prompt(
     with chromium() as driver:
         log_in(driver, demo.ls_url, demo.credentials)
         open_labeling(driver, f"{demo.ls_url}/projects/{project_id}/data?task={task_id}", demo.folder / "open.png")
-        toggle = driver.find_element(By.CSS_SELECTOR, "[data-testid=bottombar-auto-annotation-toggle]")
-        if not toggle.is_selected():
-            driver.execute_script("arguments[0].click()", toggle)
-        prompt = driver.find_element(By.CSS_SELECTOR, "[name^='prompt:'][data-testid=htx-textbox-content]")
-        edit = prompt.find_element(By.XPATH, "./ancestor::*[.//button][1]//button[@aria-label='Edit Region']")
-        driver.execute_script("arguments[0].click()", edit)
-        box = wait(driver, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "textarea[name^='prompt:']"))
-        box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(TYPED_PROMPT)
-        box.send_keys(Keys.SHIFT, Keys.ENTER)
-
-        def answered(driver: Any) -> bool:
-            shown = driver.execute_script(
-                "return Array.from(document.querySelectorAll(\"[name^='prompt:'][data-testid=htx-textbox-content]\"))"
-                ".map(e => e.textContent)"
-            )
-            return shown == [TYPED_PROMPT] and bool(driver.execute_script(PREDICTION_SHOWN))
-
-        wait(driver, 300).until(lambda d: "labeled with" in new_log() and answered(d))
+        ask(driver, TYPED_PROMPT)
         driver.save_screenshot(str(demo.folder / "shift-enter.png"))
     print(f"\n[e2e] Shift+Enter in the browser, answered: {time.monotonic() - started:.1f} s", flush=True)
 
