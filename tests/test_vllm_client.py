@@ -73,7 +73,7 @@ def test_scores_equal_the_local_engine_trie_scores(tiny) -> None:
     compiled = remote.compile(LABELS)
     # every branch point in one request per chunk of two queries: one completion per query and branch point
     assert [p.branches for p in compiled.probes] == [(0, 1, 2)]
-    assert len(fake.requests) == 2 and [len(r["prompt"]) for r in fake.requests] == [2 * 3, 1 * 3]
+    assert sorted(len(r["prompt"]) for r in fake.requests) == [1 * 3, 2 * 3]  # chunks sent concurrently
     assert set(fake.requests[0]["logprob_token_ids"]) == {t for b in compiled.branches for t in b.token_ids}
     decisions = remote.decide(QUERIES, LABELS)
     reference = local.decide(QUERIES, LABELS)
