@@ -366,7 +366,7 @@ def run_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
         cfg = cfg.model_copy(update={"strategies": [s.strip() for s in args.strategies.split(",") if s.strip()]})
         AgentSettings.model_validate(cfg.model_dump())  # refuse unknown strategy names
     if engine is None:
-        from constraints.local import load_engine
+        from constraints.engines import load_engine
         from service.settings import settings
 
         engine = load_engine(settings)
