@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi import HTTPException, Request, status
+from fastapi.security import HTTPBasic
 
 from service.settings import settings
 
@@ -18,12 +17,17 @@ def auth_enabled() -> bool:
     return bool(settings.basic_auth_user and settings.basic_auth_pass)
 
 
-async def require_basic_auth(
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-) -> None:
-    """Async on purpose: it never waits on the thread pool, so /health stays fast under load."""
+async def require_basic_auth(request: Request) -> None:
+    """Async on purpose: it never waits on the thread pool, so /health stays fast under load.
+
+    The Authorization header is read only when auth is on: with auth off a malformed one is ignored, not a 401.
+    """
     if not auth_enabled():
         return
+    try:
+        credentials = await _basic(request)
+    except HTTPException:  # not base64, or not user:password
+        credentials = None
     user, password = settings.basic_auth_user or "", settings.basic_auth_pass or ""
     if credentials is not None:
         user_ok = secrets.compare_digest(credentials.username.encode(), user.encode())

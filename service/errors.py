@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from constraints.base import EngineNotReady, EngineUnavailable
 from service.labeling import ConfigError
@@ -87,6 +87,18 @@ async def _database_unavailable(request: Request, exc: OperationalError) -> JSON
     )
 
 
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot hold: a number out of its integer range (PostgreSQL's DataError, or the
+    OverflowError Python's sqlite3 raises past 64 bits), a NUL byte in PostgreSQL text, a string too long."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    log.warning("%s %s: unstorable value: %s", request.method, request.url.path, reason)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": f"a value in the request cannot be stored or looked up: {reason}"},
+    )
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
@@ -103,4 +115,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EngineUnavailable, _unavailable)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DataError, _unstorable)
+    app.add_exception_handler(OverflowError, _unstorable)
     app.add_exception_handler(Exception, _internal)

@@ -8,7 +8,9 @@ from typing import Any
 from sqlmodel import Session
 
 from service.labeling import ProjectSchema
+from service.predictor import TaskDataError
 from service.prompting import default_prompt
+from service.settings import settings
 from service.store import repo
 from service.store.models import PromptVersion
 
@@ -55,6 +57,8 @@ def ensure_prompt(session: Session, project_id: str, schema: ProjectSchema) -> P
 def resolve_prompt(session: Session, project_id: str, schema: ProjectSchema, context: Any) -> PromptVersion:
     """The annotator's interactive prompt (recorded as a version), else the active one, else the default."""
     typed = context_prompt(schema, context)
+    if typed is not None and len(typed) > settings.max_text_chars:  # the model reads it whole, like a task text
+        raise TaskDataError(f"the prompt has {len(typed)} characters, more than the limit of {settings.max_text_chars}")
     if typed is not None:
         active = repo.active_prompt(session, project_id)
         return repo.record_prompt(session, project_id, typed, "annotator", parent_id=active.id if active else None)

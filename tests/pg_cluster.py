@@ -4,6 +4,8 @@
 package creates it) and every server command runs through ``runuser``. The cluster listens on no TCP port:
 tests running side by side on one machine cannot collide. Trust authentication and no fsync (it is disposable),
 but commits stay synchronous: a test that crashes the server (``stop("immediate")``) finds every commit again.
+A test run killed before its clean-up leaves its cluster behind: the next ``create`` stops and removes clusters
+whose creating process is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ SERVER_SETTINGS = {
     "max_connections": "100",
     "shared_buffers": "32MB",
 }
+PREFIX = "prompter-pg-"
+CREATOR_FILE = "creator.pid"
 
 
 def find_bindir() -> Path | None:
@@ -60,7 +64,9 @@ class PostgresCluster:
         if bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found: run scripts/install_test_deps.sh")
         owner = "postgres" if os.geteuid() == 0 else None
-        root = Path(tempfile.mkdtemp(prefix="prompter-pg-"))
+        reap_orphans(bindir, owner)
+        root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (root / CREATOR_FILE).write_text(str(os.getpid()))
         if owner is not None:
             entry = pwd.getpwnam(owner)
             os.chown(root, entry.pw_uid, entry.pw_gid)
@@ -124,7 +130,32 @@ class PostgresCluster:
     def remove(self) -> None:
         """Stop the server (if it runs) and delete every file of the cluster."""
         try:
-            if (self.data / "postmaster.pid").exists():
+            if (self.data / "postmaster.pid").exists() and self.is_running():
                 self.stop("immediate")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(bindir: Path, owner: str | None) -> list[Path]:
+    """Stop and remove the clusters in the temporary folder whose creating process has exited."""
+    reaped = []
+    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            creator = int((root / CREATOR_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being created
+        if _alive(creator):
+            continue
+        PostgresCluster(root=root, bindir=bindir, owner=owner).remove()
+        reaped.append(root)
+    return reaped
