@@ -23,7 +23,7 @@ from sqlmodel import Session
 from constraints.base import Engine
 from service.labeling import ChoiceControl, ConfigError, ProjectSchema
 from service.offline import metrics
-from service.offline.label import LabelSummary, Plan, label_tasks
+from service.offline.label import Labeled, LabelSummary, Plan, label_tasks, stored_predictions
 from service.offline.project import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -40,8 +40,9 @@ from service.offline.project import (
 from service.offline.report import write_report
 from service.offline.tasks_io import InputError, InputTask, read_text, write_json_atomic
 from service.settings import settings
+from service.store import repo
 from service.store.models import PromptVersion
-from service.versions import model_version
+from service.versions import model_version, parse_model_version
 
 PROG = "prompter eval"
 log = logging.getLogger(__name__)
@@ -167,6 +168,28 @@ def evaluate_version(
     return out
 
 
+def stored_only(
+    session: Session, source: Source, version_id: int, items: list[InputTask]
+) -> tuple[LabelSummary, dict[int, Labeled], str]:
+    """The stored predictions of a prompt version, without a model: for scoring while a long run goes on."""
+    found = [
+        mv
+        for mv in repo.list_model_versions(session, source.project_id)
+        if (parsed := parse_model_version(mv)) and parsed[0] == version_id
+    ]
+    if len(found) != 1:
+        which = f"several model versions ({', '.join(found)})" if found else "no stored predictions"
+        raise InputError(f"--stored-only: prompt version {version_id} has {which} for {source.description}")
+    stored = stored_predictions(session, source.project_id, found[0])
+    predictions = {item.id: stored[item.id] for item in items if item.id in stored}
+    summary = LabelSummary(tasks=len(items), skipped=len(predictions))
+    if len(predictions) < len(items):
+        say(PROG, f"--stored-only: {len(items) - len(predictions)} of {len(items)} tasks have no prediction yet")
+    if not predictions:
+        raise InputError(f"--stored-only: none of the tasks has a stored prediction with {found[0]}")
+    return summary, predictions, found[0]
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to ``parser`` (the `prompter` CLI's subcommand hook)."""
     parser.description = (
@@ -191,6 +214,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     scoring.add_argument("--bins", type=int, default=10, metavar="N", help="calibration bins (default: 10)")
     scoring.add_argument("--report", metavar="DIR", help="report folder (default: benchmarks/results/eval-<date>)")
+    scoring.add_argument(
+        "--stored-only",
+        action="store_true",
+        help="score only predictions already stored; load no model, label nothing (e.g. during a long run)",
+    )
     scoring.add_argument("--no-report", action="store_true", help="no markdown/PNG report")
     scoring.add_argument("--json", metavar="PATH", help="write a machine-readable summary")
     parser.set_defaults(run=command)
@@ -227,39 +255,45 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
     say(PROG, f"{len(gold.items)} of {len(source.items)} tasks have ground truth; {len(specs)} prompt(s) to score")
 
     session = open_store(args.db)
-    if engine is None:
+    if args.stored_only:
+        engine = None
+    elif engine is None:
         say(PROG, f"loading the model ({args.model or settings.model})")
         engine = load_engine_for(args)
     elif args.batch_size and hasattr(engine, "batch_size"):
         engine.batch_size = args.batch_size
 
     runs = []
+    model_ids = set()
     for spec in specs:
         version = resolve_prompt(session, source, spec)
-        plan = Plan(
-            source.project_id, source.schema, version.id, version.text, model_version(version.id, engine.model_id)
-        )
-        summary, predictions = label_tasks(
-            engine,
-            session,
-            plan,
-            gold.items,
-            chunk_size=args.chunk_size,
-            max_chars=args.max_chars,
-            response_max_tokens=0,  # scoring needs the labels only
-            progress=not args.no_progress,
-        )
+        if engine is None:
+            summary, predictions, mv = stored_only(session, source, version.id, gold.items)
+        else:
+            mv = model_version(version.id, engine.model_id)
+            plan = Plan(source.project_id, source.schema, version.id, version.text, mv)
+            summary, predictions = label_tasks(
+                engine,
+                session,
+                plan,
+                gold.items,
+                chunk_size=args.chunk_size,
+                max_chars=args.max_chars,
+                response_max_tokens=0,  # scoring needs the labels only
+                progress=not args.no_progress,
+            )
+        model_ids.add(mv.split("@", 1)[1])
         if summary.interrupted:
             say(PROG, "interrupted; the predictions made so far are stored, rerun to continue")
             return EXIT_INTERRUPTED
         for failure in summary.failures[:10]:
             say(PROG, f"failed: {failure['error']}")
         result = evaluate_version(gold, summary, predictions, args.target_accuracy, args.bins)
-        result.update(prompt_version_id=version.id, model_version=plan.model_version, prompt=version.text)
+        result.update(prompt_version_id=version.id, model_version=mv, prompt=version.text)
         runs.append(result)
         say(
             PROG,
-            f"{plan.model_version}: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
+            f"{mv}: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
             f"ECE {result['ece']:.3f} on {result['tasks']} tasks",
         )
 
@@ -272,6 +306,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         "per_label": first["per_label"],
         "threshold": first.get("threshold"),
         "tasks": len(source.items),
+        "with_gold": len(gold.items),
         "evaluated": first["tasks"],
         "excluded": excluded,
         "control": control.name,
@@ -279,7 +314,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         "labels": list(control.label_set.labels),
         "source": source.description,
         "project_id": source.project_id,
-        "model": engine.model_id,
+        "model": ", ".join(sorted(model_ids)),
         "target_accuracy": args.target_accuracy,
         "versions": runs,
         "seconds": round(time.perf_counter() - started, 3),

@@ -118,3 +118,18 @@ def test_a_config_without_choices_cannot_be_evaluated(engine, tmp_path: Path, ca
     code, _ = run(engine, tmp_path, "--input", str(data), "--config", str(config))
     assert code == 2
     assert "no Choices control: there are no labels to evaluate" in capsys.readouterr().err
+
+
+def test_stored_only_scores_what_is_stored_without_labeling(engine, tmp_path: Path, capsys) -> None:
+    data = write_jsonl(tmp_path / "gold.jsonl", texts(8))
+    labels = ",".join(LABELS)
+    base = ("--input", str(data), "--labels", labels)
+    code, _ = run(engine, tmp_path, *base, "--stored-only")
+    assert code == 2 and "has no stored predictions" in capsys.readouterr().err
+    db.dispose_engine()
+    assert label.main([*base, "--limit", "5", "--db", str(tmp_path / "p.sqlite3"), "--no-progress"], engine) == 0
+    code, report = run(engine, tmp_path, *base, "--stored-only")
+    assert code == 0
+    assert (report["with_gold"], report["evaluated"], report["model"]) == (8, 5, "tiny")
+    assert report["versions"][0]["labeling"]["labeled"] == 0
+    assert "3 of 8 tasks have no prediction yet" in capsys.readouterr().err
