@@ -104,7 +104,7 @@ class VLLMEngine:
         model_id: str | None = None,
         timeout_s: float = 60.0,
         batch_size: int = 16,
-        max_concurrency: int = 8,
+        max_concurrency: int = 4,
         multi_label_threshold: float = 0.1,
         calibration: str = "none",
         answer_lead: str = "\n",
@@ -189,6 +189,23 @@ class VLLMEngine:
                 return card
         served = [m.get("id") for m in models]
         raise VLLMRequestError(f"the vLLM server at {self.url} serves {served}, not {self.served_model!r}")
+
+    def wait_for_server(self, wait_s: float, poll_s: float = 2.0) -> dict[str, Any]:
+        """The served model's card once the server answers (it may still be loading its model at our start);
+        EngineUnavailable after ``wait_s`` seconds, VLLMRequestError at once if it serves another model."""
+        deadline = time.monotonic() + wait_s
+        logged = 0.0
+        while True:
+            try:
+                return self.server_info()
+            except EngineUnavailable as exc:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise EngineUnavailable(f"{exc} (waited {wait_s:g} s)") from None
+                if now - logged >= 30:
+                    log.info("waiting for the vLLM server: %s", exc)
+                    logged = now
+                time.sleep(min(poll_s, max(0.0, deadline - now)))
 
     def check_tokenizer(self, probe: str = "Intent:\nCheckAccountBalance ü 123") -> None:
         """The server must split text into the same tokens as the local tokenizer (same model)."""
@@ -399,7 +416,7 @@ def load_engine(settings) -> VLLMEngine:
         multi_label_threshold=settings.multi_label_threshold,
         calibration=settings.calibration,
     )
-    card = engine.server_info()
+    card = engine.wait_for_server(settings.vllm_wait_s)
     engine.check_tokenizer()
     log.info("vLLM server %s serves %s (max_model_len %s)", engine.url, card.get("id"), card.get("max_model_len"))
     if settings.warmup:

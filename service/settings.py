@@ -35,7 +35,12 @@ class Settings(BaseSettings):
         default=None, description="Model name the vLLM server serves (default: PROMPTER_MODEL's model id)."
     )
     vllm_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one request to the vLLM server.")
-    vllm_max_concurrency: int = Field(default=8, ge=1, description="Requests in flight to the vLLM server.")
+    vllm_wait_s: float = Field(
+        default=300.0, ge=0, description="At start, how long to wait for the vLLM server to answer (it may be loading)."
+    )
+    vllm_max_concurrency: int = Field(
+        default=4, ge=1, description="Requests in flight to the vLLM server (each carries a batch of prompts)."
+    )
 
     # Decoding
     response_max_tokens: int = Field(

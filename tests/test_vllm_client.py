@@ -174,3 +174,21 @@ def test_engine_registry_builds_the_named_engine(monkeypatch: pytest.MonkeyPatch
     assert engines.load_engine(Settings(engine="vllm")) == "engine" and built == ["vllm"]
     with pytest.raises(ValueError, match="unknown engine"):
         engines.load_engine(Settings.model_construct(engine="tgi"))
+
+
+def test_at_start_the_engine_waits_for_a_server_still_loading_then_gives_up(tiny) -> None:
+    answers = [httpx.ConnectError("refused"), httpx.Response(503), httpx.Response(200, json={"data": [{"id": "tiny"}]})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    engine = vllm_engine(tiny[1], handler)
+    assert engine.wait_for_server(30, poll_s=0.01) == {"id": "tiny"}
+    with pytest.raises(EngineUnavailable, match=r"is unreachable: ConnectError: refused \(waited 0.05 s\)"):
+        vllm_engine(tiny[1], lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused"))).wait_for_server(0.05, 0.01)
+    other = vllm_engine(tiny[1], lambda r: httpx.Response(200, json={"data": [{"id": "llama"}]}))
+    with pytest.raises(VLLMRequestError, match=r"serves \['llama'\], not 'tiny'"):
+        other.wait_for_server(30)
