@@ -30,7 +30,8 @@ PROJECT_TITLE = "Finance Support Chats"
 DEMO_USER = "demo@prompter.local"
 # Label Studio gives one /predict 100 s. On a CPU a "Retrieve predictions" over all 20 chats (after a
 # prompt is accepted, say) can take longer, and LS then stores nothing; 300 s covers it on 2 busy cores.
-LABEL_STUDIO_ENV = {"ML_TIMEOUT_PREDICT": "300"}
+# A webhook gets 1 s, and a late answer loses the annotation for the agent without a word; 10 s.
+LABEL_STUDIO_ENV = {"ML_TIMEOUT_PREDICT": "300", "WEBHOOK_TIMEOUT": "10"}
 PREDICT_CHUNK = 5  # tasks per "Retrieve predictions" while the demo labels its sample chats
 SCREENSHOT_PROMPT = "Which intents does the customer express? Name every one that applies."
 

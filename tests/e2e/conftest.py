@@ -71,8 +71,10 @@ def _install_label_studio() -> None:
 # Label Studio gives /predict (bulk, interactive, and the START_TRAINING webhook) 100 s. Measured here with
 # other jobs on the 2 shared cores: one task's bulk /predict on the embedded model took 47 s, an interactive
 # one 24 s; a few tasks in one call can pass 100 s. 240 s keeps a slow machine from turning into an empty
-# "Retrieved 0 predictions"; everything else (health 1 s, setup 3 s, webhooks 1 s) keeps LS's defaults.
-LS_TEST_ENV = {"ML_TIMEOUT_PREDICT": "240"}
+# "Retrieved 0 predictions". Project webhooks get 1 s: at a load average of 14 Prompter once stored an
+# annotation 1.0 s after LS sent it, LS logged a ReadTimeout and the event counted as lost; 10 s. Health
+# (1 s) and setup (3 s) keep LS's defaults.
+LS_TEST_ENV = {"ML_TIMEOUT_PREDICT": "240", "WEBHOOK_TIMEOUT": "10"}
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +98,14 @@ def ls_api(label_studio: LabelStudioServer) -> LabelStudioAPI:
     return LabelStudioAPI(label_studio)
 
 
+# The e2e refinement is started by Label Studio's START_TRAINING; a refinement started by the count of
+# disagreements while tests annotate would hold the project's one refinement slot and refuse it.
+PROMPTER_TEST_ENV = {"PROMPTER_AGENT_DISAGREEMENTS_TRIGGER": "100000"}
+
+
 @pytest.fixture(scope="session")
 def prompter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrompterServer]:
-    server = PrompterServer(tmp_path_factory.mktemp("prompter"))
+    server = PrompterServer(tmp_path_factory.mktemp("prompter"), extra_env=PROMPTER_TEST_ENV)
     try:
         server.start()
     except (RuntimeError, TimeoutError) as exc:
