@@ -199,9 +199,13 @@ def run(
     control: str = "intent",
     latency_tasks: int = 10,
     log=print,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The simulation on ``train`` (the corrections, in order) scored on ``heldout``; returns the summary."""
-    labels = sorted({x for r in train + heldout for x in r.labels})
+    """The simulation on ``train`` (the corrections, in order) scored on ``heldout``; returns the summary.
+
+    ``labels`` is the whole label set (default: the labels seen in ``train`` and ``heldout``).
+    """
+    labels = labels or sorted({x for r in train + heldout for x in r.labels})
     schema = parse_config(label_config(labels, multiple, control))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prompter-simulate-") as folder:
@@ -340,12 +344,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_command)
 
 
-def sample(args: argparse.Namespace) -> tuple[list[Row], list[Row], bool]:
+def sample(args: argparse.Namespace) -> tuple[list[Row], list[Row], bool, list[str]]:
+    """(corrections in arrival order, held-out tasks, multi-label?, every label in the files)."""
     rows, multiple = read_jsonl(args.data)
+    labels = {x for r in rows for x in r.labels}
     rng = random.Random(args.seed)
     if args.test:
         test_rows, test_multiple = read_jsonl(args.test)
         multiple = multiple or test_multiple
+        labels |= {x for r in test_rows for x in r.labels}
         heldout = rng.sample(test_rows, min(args.heldout, len(test_rows)))
         pool = list(rows)
     else:
@@ -353,11 +360,11 @@ def sample(args: argparse.Namespace) -> tuple[list[Row], list[Row], bool]:
         rng.shuffle(shuffled)
         heldout, pool = shuffled[: args.heldout], shuffled[args.heldout :]
     rng.shuffle(pool)
-    return pool[: args.corrections], heldout, multiple
+    return pool[: args.corrections], heldout, multiple, sorted(labels)
 
 
 def run_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
-    train, heldout, multiple = sample(args)
+    train, heldout, multiple, labels = sample(args)
     if not train or not heldout:
         print("simulate: need at least one correction and one held-out task", file=sys.stderr)
         return 2
@@ -370,7 +377,7 @@ def run_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
         from service.settings import settings
 
         engine = load_engine(settings)
-    summary = run(engine, train, heldout, multiple, args.rounds, cfg, latency_tasks=args.latency_tasks)
+    summary = run(engine, train, heldout, multiple, args.rounds, cfg, latency_tasks=args.latency_tasks, labels=labels)
     summary["data"] = str(args.data)
     summary["test"] = str(args.test) if args.test else None
     summary["seed"] = args.seed
