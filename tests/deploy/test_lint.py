@@ -48,6 +48,12 @@ def _compose() -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def _seconds(duration: str) -> int:
+    """A Go duration as Compose prints it ("15m0s", "1h2m3s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)([hms])", duration))
+
+
 def _dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
@@ -175,6 +181,8 @@ def test_compose_environment_reaches_the_right_places() -> None:
     assert (url.drivername, url.host, url.database) == ("postgresql+psycopg", "postgres", "prompter")
     assert url.password == "s3cret"
     assert settings.engine == "vllm" and settings.vllm_url == "http://vllm:8000"
+    start_period = _seconds(services["vllm"]["healthcheck"]["start_period"])
+    assert settings.vllm_wait_s >= start_period, "Prompter gives up on vLLM before vLLM's own start period ends"
 
     vllm_args = dict(arg.removeprefix("--").split("=", 1) for arg in services["vllm"]["command"] if "=" in arg)
     assert vllm_args["served-model-name"] == settings.model  # the engine asks vLLM for PROMPTER_MODEL by default
