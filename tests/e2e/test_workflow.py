@@ -22,8 +22,9 @@ from dstc11 import Utterance, dialogue_task, intents, one_per_intent, prompt_cen
 from ls_api import LabelStudioAPI
 from ls_server import LabelStudioServer
 from prompter_server import PrompterServer
-from sqlmodel import Session, create_engine, select
+from sqlmodel import Session, SQLModel, create_engine, select
 
+from agent.models import Correction
 from service.store.models import Annotation
 
 pytestmark = pytest.mark.e2e
@@ -91,26 +92,29 @@ def predicted(workflow: Workflow, ls_api: LabelStudioAPI, prompter_server: Promp
     return workflow
 
 
+def _annotate(ls_api: LabelStudioAPI, task_id: int, label: str) -> dict[str, Any]:
+    """What an annotator submits: the prompt they used and the intent they chose."""
+    result = [
+        {"from_name": "prompt", "to_name": "chat", "type": "textarea", "value": {"text": [PROMPT]}},
+        {"from_name": "intent", "to_name": "chat", "type": "choices", "value": {"choices": [label]}},
+    ]
+    return ls_api.create_annotation(task_id, result)
+
+
 @pytest.fixture(scope="module")
 def corrected(predicted: Workflow, ls_api: LabelStudioAPI) -> Workflow:
-    """Every task annotated with an intent its prediction did not choose (the gold one where it differs)."""
+    """Every predicted task annotated with its gold intent: a correction wherever the prediction differs."""
     for task_id, utterance in zip(predicted.task_ids, predicted.utterances, strict=True):
-        chosen = set(_by_name(predicted.predictions[task_id]["result"])["intent"]["value"]["choices"])
-        wrong = [label for label in predicted.labels if label not in chosen]
-        gold = utterance.label if utterance.label not in chosen else wrong[0]
-        result = [
-            {"from_name": "prompt", "to_name": "chat", "type": "textarea", "value": {"text": [PROMPT]}},
-            {"from_name": "intent", "to_name": "chat", "type": "choices", "value": {"choices": [gold]}},
-        ]
-        predicted.annotations[task_id] = ls_api.create_annotation(task_id, result)
+        predicted.annotations[task_id] = _annotate(ls_api, task_id, utterance.label)
     return predicted
 
 
-def _stored_annotations(prompter_server: PrompterServer, project_id: int) -> list[Annotation]:
+def _stored(prompter_server: PrompterServer, table: type[SQLModel], project_id: int) -> list[Any]:
+    """Rows of one of Prompter's tables for the project, read from its database."""
     engine = create_engine(f"sqlite:///{prompter_server.database_path}")
     try:
         with Session(engine) as session:
-            return list(session.exec(select(Annotation).where(Annotation.project_id == str(project_id))))
+            return list(session.exec(select(table).where(table.project_id == str(project_id))))
     finally:
         engine.dispose()
 
@@ -181,7 +185,8 @@ def test_retrieve_predictions_stores_one_scored_prediction_per_task(
 
 
 def test_corrections_reach_prompter_through_webhooks(corrected: Workflow, prompter_server: PrompterServer) -> None:
-    stored = {a.id: a for a in _stored_annotations(prompter_server, corrected.project_id)}
+    stored = {a.id: a for a in _stored(prompter_server, Annotation, corrected.project_id)}
+    disagreements = 0
     for task_id, annotation in corrected.annotations.items():
         row = stored.get(annotation["id"])
         assert row is not None, f"annotation {annotation['id']} of task {task_id} never reached Prompter: {stored}"
@@ -189,7 +194,159 @@ def test_corrections_reach_prompter_through_webhooks(corrected: Workflow, prompt
         assert row.choices == {"intent": annotation["result"][1]["value"]["choices"]}, row.choices
         assert row.prompt_text == PROMPT
         predicted = set(_by_name(corrected.predictions[task_id]["result"])["intent"]["value"]["choices"])
-        assert set(row.choices["intent"]) - predicted, "the annotation should disagree with the prediction"
+        disagreements += predicted != set(row.choices["intent"])
+    assert disagreements, "no annotation disagreed with its prediction: nothing to learn from"
+
+
+# --- refinement: START_TRAINING -> proposal -> accepted -> new predictions ------------------------
+
+PER_INTENT = 5  # 4 intents x 5 = 20 annotated tasks: 40 % (8) are validation tasks the agent never sees
+REFINE_TIMEOUT = 1800.0
+START_TIMEOUT = 120.0  # the run appears at once when START_TRAINING is acted on
+
+
+@dataclass
+class Refinement:
+    """What happened from "Start training" on; `problem` names the first step that went wrong, with evidence."""
+
+    base_version_id: int
+    problem: str | None = None
+    agent_log: str = ""  # Prompter's agent lines from the first extra annotation on
+    run: dict[str, Any] | None = None
+    proposal: dict[str, Any] | None = None
+    accepted: dict[str, Any] | None = None
+    repredicted: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _prompter(prompter_server: PrompterServer, method: str, path: str, **kwargs: Any) -> Any:
+    response = httpx.request(method, f"{prompter_server.url}{path}", timeout=60, **kwargs)
+    assert response.status_code < 300, f"{method} {path} -> {response.status_code}: {response.text[:2000]}"
+    return response.json()
+
+
+def _agent_log(prompter_server: PrompterServer, since: int) -> str:
+    lines = prompter_server.log_text(since).splitlines()
+    return "\n".join(line for line in lines if " agent." in line or "START_TRAINING" in line)[-4000:]
+
+
+@pytest.fixture(scope="module")
+def refined(
+    corrected: Workflow, ls_api: LabelStudioAPI, prompter_server: PrompterServer, dstc11_utterances: list
+) -> Refinement:
+    """More annotated dialogues of the same intents, "Start training", the proposal accepted, predictions again.
+
+    Runs as far as it can and says where it stopped, so the tests fail (not error) with the evidence.
+    """
+    pid = corrected.project_id
+    offset = prompter_server.log_size()
+    seen = {u.id for u in corrected.utterances}
+    more = [
+        u
+        for label in sorted({u.label for u in corrected.utterances})
+        for u in [x for x in dstc11_utterances if x.label == label and x.id not in seen][: PER_INTENT - 1]
+    ]
+    more_ids = ls_api.import_tasks(pid, [dialogue_task(u) for u in more])
+    for task_id, utterance in zip(more_ids, more, strict=True):
+        corrected.annotations[task_id] = _annotate(ls_api, task_id, utterance.label)
+    base = next(v for v in _prompter(prompter_server, "GET", f"/projects/{pid}/prompts") if v["is_active"])
+    outcome = Refinement(base_version_id=base["id"])
+
+    started = time.monotonic()
+    ls_api.train(corrected.ml["id"])  # START_TRAINING on /webhook
+    while time.monotonic() - started < REFINE_TIMEOUT:
+        runs = _prompter(prompter_server, "GET", f"/projects/{pid}/refinements")
+        outcome.run = next((r for r in runs if r["trigger"] == "start_training"), None)
+        if outcome.run is None and time.monotonic() - started > START_TIMEOUT:
+            break
+        if outcome.run is not None and outcome.run["status"] != "running":
+            break
+        time.sleep(5)
+    seconds = time.monotonic() - started
+    _say(f"refinement after START_TRAINING, {len(corrected.annotations)} annotations: {seconds:.1f} s")
+    outcome.agent_log = _agent_log(prompter_server, offset)
+    if outcome.run is None:
+        outcome.problem = (
+            f"START_TRAINING started no refinement within {START_TIMEOUT:.0f} s; runs: {runs}\n"
+            f"Prompter's agent log:\n{outcome.agent_log}"
+        )
+        return outcome
+    if outcome.run["status"] != "done":
+        outcome.problem = f"the refinement did not finish well: {outcome.run}"
+        return outcome
+    pending = _prompter(prompter_server, "GET", f"/projects/{pid}/proposals", params={"status": "pending"})
+    if not pending:
+        outcome.problem = f"the refinement made no proposal: {outcome.run['summary']}"
+        return outcome
+    outcome.proposal = _prompter(prompter_server, "GET", f"/proposals/{pending[0]['id']}")
+    outcome.accepted = _prompter(
+        prompter_server, "POST", f"/proposals/{outcome.proposal['id']}/accept", json={"decided_by": "e2e"}
+    )
+
+    started = time.monotonic()
+    ls_api.retrieve_predictions(pid, corrected.task_ids)
+    seconds = time.monotonic() - started
+    _say(f"retrieve predictions with the accepted prompt, {len(corrected.task_ids)} tasks: {seconds:.1f} s")
+    outcome.repredicted = {t: ls_api.list_predictions(t) for t in corrected.task_ids}
+    return outcome
+
+
+# A gap found by these tests (2026-11-23): the service never gives the agent the task data Label Studio sends
+# (the webhook's `task`, the /predict tasks), so tasks without an earlier Prompter prediction get no correction
+# and START_TRAINING finds "no annotated tasks with known task data". Only that evidence turns a failure into
+# an expected one; any other failure fails, and once the gap is closed the tests simply pass.
+KNOWN_GAP = ("no task data", "no annotated tasks with known task data")
+
+
+def _xfail_on_known_gap(evidence: str) -> None:
+    if any(sign in evidence for sign in KNOWN_GAP):
+        pytest.xfail(f"the agent is never given Label Studio's task data (webhook/predict): {evidence[:600]}")
+
+
+def test_annotated_tasks_become_corrections_for_the_agent(
+    refined: Refinement, corrected: Workflow, prompter_server: PrompterServer
+) -> None:
+    """Each annotation is paired with Prompter's prediction for its task: agreement or correction, per control."""
+    by_task = {row.task_id: row for row in _stored(prompter_server, Correction, corrected.project_id)}
+    missing = sorted(set(corrected.annotations) - set(by_task))
+    if missing:
+        _xfail_on_known_gap(refined.agent_log)
+    assert not missing, f"no correction recorded for annotated tasks {missing}; agent log:\n{refined.agent_log}"
+    for task_id, row in by_task.items():
+        assert row.control == "intent" and row.gold == corrected.annotations[task_id]["result"][1]["value"]["choices"]
+        assert row.agree == (set(row.gold) == set(row.predicted)), row
+
+
+def test_start_training_refines_into_a_proposal_with_evidence(refined: Refinement) -> None:
+    _xfail_on_known_gap(refined.problem or "")
+    assert refined.problem is None, refined.problem
+    proposal = refined.proposal
+    assert proposal is not None
+    assert proposal["status"] == "pending" and proposal["base_version_id"] == refined.base_version_id, proposal
+    assert proposal["text"].strip() and proposal["diff"].strip(), proposal
+    metrics = proposal["metrics"]
+    assert metrics["accuracy"]["after"] > metrics["accuracy"]["before"], metrics
+    assert metrics["fixes"], metrics
+
+
+def test_accepted_proposal_is_the_new_prompt_and_model_version_for_label_studio(
+    refined: Refinement, corrected: Workflow
+) -> None:
+    _xfail_on_known_gap(refined.problem or "")
+    assert refined.problem is None, refined.problem
+    accepted = refined.accepted
+    assert accepted is not None
+    assert accepted["proposal"]["status"] == "accepted", accepted
+    new_version = accepted["version"]
+    assert new_version["is_active"] and new_version["id"] != refined.base_version_id, accepted
+    assert accepted["model_version"] != corrected.ml["model_version"], accepted
+    for task_id, predictions in refined.repredicted.items():
+        assert len(predictions) == 2, f"task {task_id}: expected the old and a new prediction, got {predictions}"
+        newest = max(predictions, key=lambda p: p["id"])
+        assert newest["model_version"] == accepted["model_version"], (task_id, newest["model_version"])
+        regions = _by_name(newest["result"])
+        assert set(regions["intent"]["value"]["choices"]) <= set(corrected.labels)
+        assert 0.0 < newest["score"] <= 1.0
+        assert regions["prompt"]["value"]["text"] == [new_version["text"]], "the new prompt is echoed"
 
 
 # --- a second project: single choice on a Text object ---------------------------------------------
