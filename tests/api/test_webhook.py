@@ -104,3 +104,14 @@ def test_hooks_run_after_the_response(client: TestClient, ls: dict) -> None:
 def test_webhook_works_while_model_loads(loading_client: TestClient, ls: dict, db_url: str) -> None:
     assert loading_client.post("/webhook", json=ls["webhook_annotation_created"]).status_code == 200
     assert len(_annotations(db_url)) == 1
+
+
+def test_annotated_task_data_is_kept_for_the_agent(client: TestClient, ls: dict, db_url: str) -> None:
+    from agent.tasks import task_data
+
+    body = ls["webhook_annotation_created"]
+    assert client.post("/webhook", json=body).status_code == 200
+    project_id = str(body["project"]["id"])
+    task_id = body["task"]["id"]
+    with Session(db.get_engine(db_url)) as session:
+        assert task_data(session, project_id, [task_id]) == {task_id: body["task"]["data"]}

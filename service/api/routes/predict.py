@@ -12,6 +12,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from agent.demos import examples_for_tasks
+from agent.tasks import remember_tasks
 from constraints.base import Engine
 from service import runtime
 from service.api.deps import SessionDep
@@ -82,6 +83,7 @@ def _store(session: Session, plan: Plan, mv: str, tasks: list[Any], preds: list[
     ]
     try:
         repo.save_predictions(session, rows)
+        remember_tasks(session, plan.project_id, tasks)  # the agent re-scores annotated tasks from this data
     except Exception:  # the annotator still gets the predictions; the log says they were not kept
         session.rollback()
         log.exception("predictions for project %s were returned but not stored", plan.project_id)

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 
+from agent.tasks import remember_tasks
 from service import events
 from service.api.deps import SessionDep
 from service.api.protocol import WebhookEvent, WebhookResponse
@@ -61,6 +62,8 @@ def webhook(event: WebhookEvent, session: SessionDep, background: BackgroundTask
         raise HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
 
     stored = repo.upsert_annotation(session, annotation)
+    if event.task:  # the annotation carries no task text: keep it so the agent can re-score the task
+        remember_tasks(session, project_id, [event.task])
     if annotation.prompt_text:
         author = str(annotation.completed_by) if annotation.completed_by is not None else None
         repo.record_prompt(session, project_id, annotation.prompt_text, "annotator", author=author)
