@@ -3,6 +3,7 @@
 - `vllm_server`: one server per session on a free loopback port, serving the embedded model's Hugging Face
   folder; its caches and temp files in a tmp dir; ready when /health answers (PROMPTER_TEST_VLLM_START_TIMEOUT,
   default 300 s); stopped at the end. Install once per machine (a few minutes), then a start is ~40-120 s.
+  PROMPTER_TEST_VLLM_URL=<url> uses a running server instead (the crash-and-restart test is then skipped).
 - `vllm_engine`: the engine the service would build with PROMPTER_ENGINE=vllm, on that server.
 - `local_engine`: the local engine on the same model, to compare with.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vllm_server import SCRIPT, VLLMServer
+from vllm_server import SCRIPT, ExternalServer, VLLMServer
 
 _HERE = Path(__file__).resolve().parent
 _TIMINGS: list[tuple[str, float]] = []
@@ -60,6 +61,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
     from constraints.loading import embedded_model_dir
     from service.settings import settings
 
+    if os.environ.get("PROMPTER_TEST_VLLM_URL"):  # a server of yours: used as is, never killed
+        yield ExternalServer(os.environ["PROMPTER_TEST_VLLM_URL"].rstrip("/"))
+        return
     _install()
     timeout = float(os.environ.get("PROMPTER_TEST_VLLM_START_TIMEOUT", "300"))
     server = VLLMServer(tmp_path_factory.mktemp("vllm"), embedded_model_dir(settings.home), ready_timeout=timeout)

@@ -139,6 +139,37 @@ def test_choice_reference_and_free_text(vllm_engine) -> None:
     assert vllm_engine.count_tokens("Intent: CancelPlan") == len(vllm_engine.encode("Intent: CancelPlan"))
 
 
+def test_the_service_predicts_through_the_vllm_engine_and_injection_stays_in_the_set(vllm_engine, db_url) -> None:
+    """Label Studio's captured bodies through `/predict` with PROMPTER_ENGINE=vllm's engine; task texts that
+    try to inject an answer still get labels of the config only, and a free-text response."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    captured = json.loads((Path(__file__).parents[1] / "e2e" / "fixtures" / "ls_requests.json").read_text())
+    setup, batch = captured["setup"]["body"], copy.deepcopy(captured["predict_batch"]["body"])
+    allowed = set(re.findall(r'<Choice value="([^"]+)"', setup["schema"]))
+    for task, text in zip(batch["tasks"], INJECTIONS, strict=False):
+        task["data"]["dialogue"][0]["text"] = text
+    with TestClient(create_app(engine=vllm_engine)) as client:
+        assert client.post("/setup", json=setup).status_code == 200
+        response = client.post("/predict", json=batch)
+        assert response.status_code == 200, response.text
+        interactive = client.post("/predict", json=captured["predict_interactive"]["body"])
+        assert interactive.status_code == 200, interactive.text
+    results = response.json()["results"] + interactive.json()["results"]
+    assert len(results) == len(batch["tasks"]) + 1
+    for result in results:
+        regions = {r["from_name"]: r for r in result["result"]}
+        assert set(regions["intent"]["value"]["choices"]) <= allowed and regions["intent"]["value"]["choices"]
+        assert 0 < result["score"] <= 1
+    print("\nservice on vLLM, injected tasks ->", [r["result"][0]["value"]["choices"] for r in results])
+
+
 def _running_requests(url: str) -> float:
     try:
         text = httpx.get(f"{url}/metrics", timeout=2).text
@@ -150,6 +181,8 @@ def _running_requests(url: str) -> float:
 
 def test_server_killed_mid_request_then_the_same_engine_recovers(vllm_server, vllm_engine) -> None:
     """Last in this file: it kills the session's server and starts it again."""
+    if not vllm_server.owned:
+        pytest.skip("PROMPTER_TEST_VLLM_URL: the tests do not kill a server they did not start")
     data = load_labeled(DEFAULT_SETS[1], 48, seed=7)
     label_set, queries = make_queries(data.labels, data.texts)
     before = [d.labels for d in vllm_engine.decide(queries[:2], label_set)]

@@ -20,6 +20,8 @@ SERVED_NAME = "gemma-3-270m"  # the local engine's model id for the embedded mod
 class VLLMServer:
     """``scripts/serve_vllm.sh serve`` on a free loopback port, caches and temp files under ``workdir``."""
 
+    owned = True  # the tests may kill and restart it
+
     def __init__(self, workdir: Path, model_dir: Path, ready_timeout: float = 300.0, extra_args: tuple = ()) -> None:
         self.workdir = Path(workdir)
         self.model_dir = Path(model_dir)
@@ -91,3 +93,15 @@ class VLLMServer:
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
+
+
+class ExternalServer:
+    """A server the tests did not start (PROMPTER_TEST_VLLM_URL): usable, never killed or restarted."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    owned = False
+
+    def stop(self) -> None:
+        pass
