@@ -43,6 +43,10 @@ class EngineUnavailable(RuntimeError):
     """The model server cannot answer now (down, timed out, failing); the request may be retried later."""
 
 
+class EngineRefused(ValueError):
+    """The model server refused a request (a prompt over its context length, a model it does not serve)."""
+
+
 class Engine(Protocol):
     name: str
     model_id: str

@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import torch
 
-from constraints.base import Decision, EngineUnavailable, Query
+from constraints.base import EngineRefused, EngineUnavailable, Query
+from constraints.decisions import LabelDecider, sum_paths
 from constraints.labelset import LabelSet, LabelSetError
-from constraints.local import CONTENT_FREE_BODY, decision_from_scores
 from constraints.trie import ROOT, ChoiceTrie
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ FREE_TEXT_REGEX = r"[^\n]+"
 FREE_TEXT_MAX_CHARS = 400
 
 
-class VLLMRequestError(RuntimeError):
+class VLLMRequestError(EngineRefused):
     """The vLLM server refused a request (4xx): a prompt over its context, an unknown model..."""
 
 
@@ -93,7 +93,7 @@ def plan_probes(branches: list[Branch]) -> list[Probe]:
     return probes
 
 
-class VLLMEngine:
+class VLLMEngine(LabelDecider):
     name = "vllm"
 
     def __init__(
@@ -301,29 +301,8 @@ class VLLMEngine:
         for c, raw in enumerate(raws):
             reads = [torch.log_softmax(r, dim=1) for r in raw]  # renormalised among the allowed tokens
             rows = slice(c * self.batch_size, c * self.batch_size + len(chunks[c]))
-            for j, path in enumerate(compiled.choice.paths):
-                for r, pos in path:
-                    out[rows, j] += reads[r][:, pos]
+            out[rows] = sum_paths(reads, compiled.choice.paths, len(chunks[c]))
         return out
-
-    def _prior(self, query: Query, label_set: LabelSet) -> torch.Tensor:
-        """Label log-probabilities on a content-free input, for content-free calibration."""
-        key = (query.prefix, label_set.key)
-        if key not in self._priors:
-            probe = Query(query.prefix, CONTENT_FREE_BODY, query.cue)
-            self._priors[key] = self.label_logprobs([probe], label_set)[0]
-            while len(self._priors) > 64:
-                self._priors.popitem(last=False)
-        return self._priors[key]
-
-    def decide(self, queries: list[Query], label_set: LabelSet) -> list[Decision]:
-        if not queries:
-            return []
-        scores = self.label_logprobs(queries, label_set)
-        if self.calibration == "content_free":
-            priors = torch.stack([self._prior(q, label_set) for q in queries])
-            scores = torch.log_softmax(scores - priors, dim=1)
-        return [decision_from_scores(row, label_set, self.threshold) for row in scores]
 
     def label_by_choice(self, queries: list[Query], label_set: LabelSet) -> list[tuple[str, ...]]:
         """The reference path: vLLM's own constrained decoding (``structured_outputs.choice``), greedy.

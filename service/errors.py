@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
-from constraints.base import EngineNotReady, EngineUnavailable
+from constraints.base import EngineNotReady, EngineRefused, EngineUnavailable
 from service.labeling import ConfigError
 from service.predictor import TaskDataError
 
@@ -113,6 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TaskDataError, _unprocessable)
     app.add_exception_handler(EngineNotReady, _not_ready)
     app.add_exception_handler(EngineUnavailable, _unavailable)
+    app.add_exception_handler(EngineRefused, _unprocessable)  # e.g. a prompt over the vLLM server's context
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(DataError, _unstorable)

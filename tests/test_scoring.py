@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from constraints.base import Query
+from constraints.decisions import decision_from_scores
 from constraints.labelset import LabelSet, LabelSetError
-from constraints.local import LocalEngine, decision_from_scores
+from constraints.local import LocalEngine
 from constraints.trie import ChoiceTrie, TokenTrie
 from tests.tiny_model import tiny_model
 
