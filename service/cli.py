@@ -18,7 +18,10 @@ from service.settings import settings
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("run the Label Studio ML backend (HTTP)", "service.cli:configure_serve"),
     "demo": ("Label Studio + Prompter on loopback with a sample project", "service.demo:configure"),
-    # "bench": (..., "benchmarks.cli:configure"), "label": ..., "eval": ..., "simulate": ..., "demo": ...
+    "label": ("label a task file or a Label Studio project offline (resumable)", "service.offline.label:configure"),
+    "eval": ("evaluate prompt versions against ground truth", "service.offline.eval:configure"),
+    "simulate": ("run the agent loop offline on a labeled JSONL", "agent.simulate:configure"),
+    "bench": ("the engine against outlines and a bare prefill, side by side", "service.bench:configure"),
 }
 
 
