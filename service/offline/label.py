@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 from tqdm import tqdm
 
-from constraints.base import Engine
+from constraints.base import Engine, EngineUnavailable
 from service.labeling import ProjectSchema
 from service.offline.project import (
     EXIT_INTERRUPTED,
@@ -159,6 +159,8 @@ def _predict(
     try:
         preds = predict_tasks(engine, plan.schema, [i.task for i in chunk], plan.prompt, max_chars, response_tokens)
         return list(zip(chunk, preds, strict=True))
+    except EngineUnavailable:
+        raise  # the model server is down: stop (a rerun resumes), never mark its tasks failed
     except (TaskDataError, RuntimeError, ValueError, IndexError) as exc:
         if len(chunk) == 1:
             log.debug("task %s failed", chunk[0].id, exc_info=True)

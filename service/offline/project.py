@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from constraints.base import Engine
+from constraints.base import Engine, EngineUnavailable
 from service.labeling import ConfigError, ProjectSchema, parse_config
 from service.offline.studio import StudioError, StudioProject, open_project
 from service.offline.tasks_io import (
@@ -58,7 +58,7 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_USAGE if isinstance(exc, InputError | ConfigError) else EXIT_FAILED
 
 
-OFFLINE_ERRORS = (InputError, ConfigError, StudioError, StoreError, ModelError)
+OFFLINE_ERRORS = (InputError, ConfigError, StudioError, StoreError, ModelError, EngineUnavailable)
 
 
 def say(prog: str, message: str) -> None:
@@ -238,5 +238,5 @@ def load_engine_for(args: argparse.Namespace) -> Engine:
     chosen = settings.model_copy(update=update)
     try:
         return load_engine(chosen)
-    except (OSError, ValueError, ImportError) as exc:  # missing folder, bad config, missing package
+    except (OSError, ValueError, ImportError, EngineUnavailable) as exc:  # missing folder, bad config, package, server
         raise ModelError(f"cannot load the model {chosen.model!r}: {exc}") from None
