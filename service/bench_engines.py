@@ -5,7 +5,7 @@ token ids for both engines. Interactive latency: one task per call, the engines 
 (p50/p95). Batch throughput: one ``decide`` over all tasks per engine (tasks/s). Top-1 agreement of the two
 engines and accuracy against the gold labels. Writes JSON and markdown under ``benchmarks/results/``.
 
-    python -m service.bench_engines --vllm-url http://127.0.0.1:8000      # a server from scripts/serve_vllm.sh
+    prompter bench-engines --vllm-url http://127.0.0.1:8000      # a server from scripts/serve_vllm.sh serve
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         f"vLLM {_vllm_version(vllm_engine.url)} at {vllm_engine.url} serving {vllm_engine.served_model} (bfloat16 "
         f"with scripts/serve_vllm.sh), branch-point scoring over HTTP, engine ready in {load_vllm_s:.1f} s"
     )
-    report["command"] = "python -m service.bench_engines " + " ".join(sys.argv[1:])
+    report["command"] = "prompter bench-engines " + " ".join(a for a in sys.argv[1:] if a != "bench-engines")
     report["config"] = {
         "vllm_timeout_s": args.vllm_timeout_s,
         "vllm_max_concurrency": args.vllm_max_concurrency,

@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate prompt versions against ground truth", "service.offline.eval:configure"),
     "simulate": ("run the agent loop offline on a labeled JSONL", "agent.simulate:configure"),
     "bench": ("the engine against outlines and a bare prefill, side by side", "service.bench:configure"),
+    "bench-engines": (
+        "the local and the vLLM engine on the same prompts, in one run",
+        "service.bench_engines:configure",
+    ),
 }
 
 
