@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{report['date']}_engines_local-vs-vllm_{'+'.join(report['sets'])}"
+    stem = f"{report['date']}_engines_local-{args.dtype}-vs-vllm_{'+'.join(report['sets'])}"
     (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out_dir / f"{stem}.md").write_text(markdown(report))
     print(markdown(report))
