@@ -293,26 +293,12 @@ def refined(
     return outcome
 
 
-# A gap found by these tests (2026-11-23): the service never gives the agent the task data Label Studio sends
-# (the webhook's `task`, the /predict tasks), so tasks without an earlier Prompter prediction get no correction
-# and START_TRAINING finds "no annotated tasks with known task data". Only that evidence turns a failure into
-# an expected one; any other failure fails, and once the gap is closed the tests simply pass.
-KNOWN_GAP = ("no task data", "no annotated tasks with known task data")
-
-
-def _xfail_on_known_gap(evidence: str) -> None:
-    if any(sign in evidence for sign in KNOWN_GAP):
-        pytest.xfail(f"the agent is never given Label Studio's task data (webhook/predict): {evidence[:600]}")
-
-
 def test_annotated_tasks_become_corrections_for_the_agent(
     refined: Refinement, corrected: Workflow, prompter_server: PrompterServer
 ) -> None:
     """Each annotation is paired with Prompter's prediction for its task: agreement or correction, per control."""
     by_task = {row.task_id: row for row in _stored(prompter_server, Correction, corrected.project_id)}
     missing = sorted(set(corrected.annotations) - set(by_task))
-    if missing:
-        _xfail_on_known_gap(refined.agent_log)
     assert not missing, f"no correction recorded for annotated tasks {missing}; agent log:\n{refined.agent_log}"
     for task_id, row in by_task.items():
         assert row.control == "intent" and row.gold == corrected.annotations[task_id]["result"][1]["value"]["choices"]
@@ -320,7 +306,6 @@ def test_annotated_tasks_become_corrections_for_the_agent(
 
 
 def test_start_training_refines_into_a_proposal_with_evidence(refined: Refinement) -> None:
-    _xfail_on_known_gap(refined.problem or "")
     assert refined.problem is None, refined.problem
     proposal = refined.proposal
     assert proposal is not None
@@ -334,7 +319,6 @@ def test_start_training_refines_into_a_proposal_with_evidence(refined: Refinemen
 def test_accepted_proposal_is_the_new_prompt_and_model_version_for_label_studio(
     refined: Refinement, corrected: Workflow
 ) -> None:
-    _xfail_on_known_gap(refined.problem or "")
     assert refined.problem is None, refined.problem
     accepted = refined.accepted
     assert accepted is not None
