@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -79,8 +80,11 @@ def before_after(text: str) -> tuple[float, float]:
 
 
 def active_row(driver: WebDriver) -> str | None:
-    rows = driver.find_elements(By.CSS_SELECTOR, "#history tbody tr.active")
-    return rows[0].get_attribute("data-id") if len(rows) == 1 else None
+    """The active history row's id, read in one script call: the table may be re-rendered between two calls."""
+    ids = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#history tbody tr.active'), r => r.dataset.id);"
+    )
+    return ids[0] if len(ids) == 1 else None
 
 
 def test_review_page_accept_reject_and_rollback(served: Served, browser: WebDriver, db_url: str) -> None:
@@ -88,7 +92,7 @@ def test_review_page_accept_reject_and_rollback(served: Served, browser: WebDriv
     cfg = AgentSettings(strategies=["retrieval", "definitions"], demos_k=4, validation_fraction=0.5)
     default_id, user_id, proposal_id = seed(db_url, engine, cfg)
     api = httpx.Client(base_url=served.url, auth=served.auth, timeout=30)
-    wait = WebDriverWait(browser, WAIT_S)
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))  # re-rendered lists
 
     browser.get(served.page(f"/review/{PROJECT}"))
     card = wait.until(
