@@ -452,10 +452,11 @@ def markdown(report: dict[str, Any]) -> str:
         row("engine accuracy, all tasks", lambda s: _f(s["engine_accuracy_all_tasks"])),
         row("top-1 agreement engine vs outlines", lambda s: _f(s["agreement"])),
         row(
-            "most predicted: engine | outlines",
+            "most predicted (engine on all tasks; outlines on its tasks)",
             lambda s: (
-                ", ".join(f"{lab} {c}" for lab, c in s["most_predicted"]["engine"])
-                + " | "
+                "engine: "
+                + ", ".join(f"{lab} {c}" for lab, c in s["most_predicted"]["engine"])
+                + "; outlines: "
                 + ", ".join(f"{lab} {c}" for lab, c in s["most_predicted"]["outlines_reused"])
             ),
         ),
@@ -567,6 +568,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--calibration", choices=("none", "content_free"), default="none")
     parser.add_argument("--batch-size", type=int, default=settings.batch_size, help="engine batch size")
+    parser.add_argument("--threads", type=int, default=settings.threads, help="torch CPU threads (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="task sampling seed")
     parser.set_defaults(run=run)
 
@@ -581,9 +583,7 @@ def run(args: argparse.Namespace) -> int:
     sets = [load_labeled(p, args.tasks, args.seed) for p in paths]
     torch.manual_seed(args.seed)
     load_s, (model, tokenizer, model_id) = timed(
-        lambda: load_model(
-            settings.model, settings.gguf_file, settings.device, args.dtype, settings.home, settings.threads
-        )
+        lambda: load_model(settings.model, settings.gguf_file, settings.device, args.dtype, settings.home, args.threads)
     )
     engine = LocalEngine(
         model,

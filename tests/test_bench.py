@@ -63,7 +63,9 @@ def test_bench_summary_has_every_required_key(data_file: Path, tmp_path: Path) -
     for path in ("engine", "outlines_reused"):
         assert s["batch_tasks_per_s"][path] > 0
         assert 0 <= s["accuracy"][path] <= 1
+    assert all(s["interactive_cpu_p50_s"][path] >= 0 for path in s["interactive_p50_s"])
     assert s["first_request_s"] > 0
+    assert sum(c for _, c in s["most_predicted"]["engine"]) <= 6
     assert s["peak_rss_mb"] > 0
     assert 0 <= s["agreement"] <= 1
     assert s["engine_single_vs_batch_agreement"] == 1.0  # padding must not change a decision
