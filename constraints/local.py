@@ -37,6 +37,7 @@ class LocalEngine(LabelDecider):
         tokenizer,
         model_id: str,
         batch_size: int = 16,
+        batch_tokens: int = 4096,
         multi_label_threshold: float = 0.1,
         calibration: str = "none",
         answer_lead: str = "\n",
@@ -45,6 +46,7 @@ class LocalEngine(LabelDecider):
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens  # bound on rows x key positions per forward
         self.threshold = multi_label_threshold
         self.calibration = calibration
         self.scorer = TreeScorer(model)
@@ -112,26 +114,46 @@ class LocalEngine(LabelDecider):
                 self._compiled.popitem(last=False)
         return compiled
 
+    def forget(self) -> None:
+        """Drop compiled label sets, calibration priors and cached prefixes (the state of a fresh process)."""
+        with self._lock:
+            self._compiled.clear()
+            self._priors.clear()
+            self.scorer.forget_prefixes()
+
     # -- decisions --------------------------------------------------------------------------------
     def label_logprobs(self, queries: list[Query], label_set: LabelSet) -> torch.Tensor:
         """(len(queries), len(labels)): log P(label | the answer is one of the labels)."""
         compiled = self.compile(label_set)
+        trie = compiled.choice
         out = torch.empty((len(queries), len(label_set)))
         order = sorted(range(len(queries)), key=lambda i: queries[i].prefix)
         for _prefix, group in groupby(order, key=lambda i: queries[i].prefix):
             idx = list(group)
             prefix_ids = self._prefix_ids(queries[idx[0]])
-            for start in range(0, len(idx), self.batch_size):
-                chunk = idx[start : start + self.batch_size]
-                out[chunk] = self._score_chunk(prefix_ids, [queries[i] for i in chunk], compiled)
+            bodies = {i: self._body_ids(queries[i]) for i in idx}
+            idx.sort(key=lambda i: len(bodies[i]))  # similar lengths share a batch: little padding
+            for chunk in self._chunks(idx, [len(bodies[i]) for i in idx], len(prefix_ids) + len(trie.trie)):
+                with self._lock:
+                    reads = self.scorer.score(prefix_ids, [bodies[i] for i in chunk], trie.trie, trie.readouts)
+                out[chunk] = sum_paths(reads, trie.paths, len(chunk))
         return out
 
-    def _score_chunk(self, prefix_ids: list[int], queries: list[Query], compiled: Compiled) -> torch.Tensor:
-        trie = compiled.choice
-        bodies = [self._body_ids(q) for q in queries]
-        with self._lock:
-            reads = self.scorer.score(prefix_ids, bodies, trie.trie, trie.readouts)
-        return sum_paths(reads, trie.paths, len(queries))
+    def _chunks(self, idx: list[int], lengths: list[int], fixed: int) -> list[list[int]]:
+        """Split rows (sorted by body length) into forwards of at most ``batch_size`` rows and ``batch_tokens``
+        rows x key positions: each row holds its own copy of the prefix's keys and values in every layer.
+
+        Measured on banking77 (537-token prefix): 16 rows peaked 570 MiB above 8 rows and ran slower
+        (7.97 vs 8.69 tasks/s).
+        """
+        chunks: list[list[int]] = []
+        for i, length in zip(idx, lengths, strict=True):
+            last = chunks[-1] if chunks else None
+            if last and len(last) < self.batch_size and (len(last) + 1) * (fixed + length) <= self.batch_tokens:
+                last.append(i)
+            else:
+                chunks.append([i])
+        return chunks
 
     def warmup(self, response_tokens: int = 0) -> float:
         """Pay first-call costs (allocations, kernels, the free-text grammar) before serving; seconds taken."""
@@ -185,6 +207,7 @@ def load_engine(settings) -> LocalEngine:
         tokenizer,
         model_id,
         batch_size=settings.batch_size,
+        batch_tokens=settings.batch_tokens,
         multi_label_threshold=settings.multi_label_threshold,
         calibration=settings.calibration,
     )

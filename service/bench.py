@@ -35,6 +35,7 @@ from constraints.labelset import LabelSet
 from service.labeling import parse_config
 from service.prompting import build_query, default_prompt
 from service.settings import settings
+from service.warming import warm_prompt
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,17 @@ def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, 
     gold = list(data.gold)
     log.info("%s: %d labels, %d tasks", data.name, len(label_set), n)
 
-    # first request: the set's prompt and label set are new to the engine (cold prefix cache and trie)
+    # first request of a project never set up: its label trie and instruction prefix are cold
+    cold = Samples()
+    cold.time(lambda: engine.decide([queries[0]], label_set))
+    forget = getattr(engine, "forget", None)
+    if forget is not None:
+        forget()
+    # first request after the project was set up: the service warms a project on /setup and at start
+    schema = parse_config(labeling_config(data.labels))
+    warm_prompt(engine, schema, default_prompt(schema))
     first = Samples()
-    first_label = first.time(lambda: engine.decide([queries[0]], label_set))[0].labels[0]
+    first_label = first.time(lambda: engine.decide([queries[1 % n]], label_set))[0].labels[0]
     _, warm = make_queries(data.labels, [WARMUP_TEXT])
     labeler.label(warm, label_set)  # builds and warms the reused Generator
     prefill(engine, warm[0])
@@ -275,6 +284,7 @@ def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, 
         ),
         "first_request_s": first.wall[0],
         "first_request_cpu_s": first.cpu[0],
+        "first_request_unwarmed_s": cold.wall[0],
         "first_request_over_p50": first.wall[0] / p50["engine"],
         "peak_rss_mb": peak,
         "rss_before_engine_batch_mb": rss_before_batch,
@@ -285,7 +295,7 @@ def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, 
         "agreement": _share(compared, outlines),
         "engine_single_vs_batch_agreement": _share(engine_single, engine_batch[:k_inter]),
         "rebuilt_vs_reused_agreement": _share(rebuilt, outlines[:k_rebuilt]),
-        "first_request_label_matches_batch": first_label == engine_batch[0],
+        "first_request_label_matches_batch": first_label == engine_batch[1 % n],
         "most_predicted": {
             "engine": Counter(engine_batch).most_common(3),
             "outlines_reused": Counter(outlines).most_common(3),
@@ -435,8 +445,11 @@ def markdown(report: dict[str, Any]) -> str:
             lambda s: f"{_f(s['batch_speedup'], 2)}; {_f(s['batch_speedup_cpu'], 2)}",
         ),
         row(
-            "first request s (x p50; target <= 1.5)",
-            lambda s: f"{_f(s['first_request_s'])} ({_f(s['first_request_over_p50'], 2)})",
+            "first request after set-up s (x p50; target <= 1.5); never set up s",
+            lambda s: (
+                f"{_f(s['first_request_s'])} ({_f(s['first_request_over_p50'], 2)}); "
+                f"{_f(s.get('first_request_unwarmed_s'))}"
+            ),
         ),
         row("peak RSS MiB (target < 2500)", lambda s: f"{s['peak_rss_mb']:.0f}"),
         row(
@@ -590,6 +603,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer,
         model_id,
         batch_size=args.batch_size,
+        batch_tokens=settings.batch_tokens,
         multi_label_threshold=settings.multi_label_threshold,
         calibration=args.calibration,
     )

@@ -50,6 +50,11 @@ def _load(loader: Callable[[], Engine]) -> None:
         with _lock:
             _state = EngineState("error", error=f"{type(exc).__name__}: {exc}")
         return
+    if settings.warm_projects:  # before "ready": a known project's first request pays no cold cache
+        from service.warming import warm_known_projects
+
+        warmed = warm_known_projects(engine, settings.warm_projects)
+        log.info("%d known projects warmed", warmed)
     seconds = time.perf_counter() - started
     log.info("model %s ready in %.1f s", engine.model_id, seconds)
     with _lock:
@@ -90,6 +95,16 @@ def get_engine() -> Engine:
     if current.state == "error":
         raise EngineNotReady(f"the model failed to load: {current.error}")
     raise EngineNotReady("the model is still loading; retry in a few seconds")
+
+
+def warm_soon(project_id: str) -> None:
+    """Warm a project's active prompt in the background once the engine is ready (never blocks the caller)."""
+    engine = _engine
+    if engine is None or not settings.warm_projects:
+        return
+    from service.warming import warm_in_background
+
+    warm_in_background(engine, project_id)
 
 
 EMBEDDED_MODEL_ID = "gemma-3-270m"  # what constraints.loading names the embedded model (a test pins it)

@@ -54,7 +54,13 @@ class Settings(BaseSettings):
     )
     calibration: Literal["none", "content_free"] = "none"
     batch_size: int = Field(default=16, ge=1, le=512)
+    batch_tokens: int = Field(
+        default=4096, ge=64, description="Local engine: bound on rows x (prefix + task + label tokens) per forward."
+    )
     queue_size: int = Field(default=64, ge=1, description="Pending interactive requests before 503.")
+    warm_projects: int = Field(
+        default=8, ge=0, description="Known projects whose prompt is warmed at start (label tries, prefix cache)."
+    )
     warmup: bool = True
 
     # Label Studio and input limits

@@ -161,3 +161,25 @@ def test_chat_template_wraps_the_prompt_and_answers_start_the_assistant_turn() -
     assert chat._prefix_ids(query).count(tokenizer.bos_token_id) == 1
     d = chat.decide([query], LABELS)[0]
     assert d.labels[0] in LABELS.labels and abs(sum(d.probs.values()) - 1) < 1e-4
+
+
+def test_rows_per_forward_are_bounded_by_batch_tokens(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    queries = [Query(PREFIX, b * (1 + i % 3), "Label:") for i, b in enumerate(BODIES * 3)]
+    widths: list[tuple[int, int]] = []
+    score = engine.scorer.score
+
+    def spy(prefix_ids, bodies, trie, readouts):
+        widths.append((len(bodies), len(prefix_ids) + max(len(b) for b in bodies) + len(trie)))
+        return score(prefix_ids, bodies, trie, readouts)
+
+    monkeypatch.setattr(engine.scorer, "score", spy)
+    monkeypatch.setattr(engine, "batch_size", 16)
+    wide = engine.label_logprobs(queries, LABELS)
+    assert [rows for rows, _ in widths] == [len(queries)]
+    budget = 2 * widths[0][1]  # room for two rows of the widest
+    monkeypatch.setattr(engine, "batch_tokens", budget)
+    widths.clear()
+    narrow = engine.label_logprobs(queries, LABELS)
+    assert len(widths) > 1 and all(rows * width <= budget or rows == 1 for rows, width in widths)
+    assert sum(rows for rows, _ in widths) == len(queries)
+    assert torch.allclose(wide, narrow, atol=1e-4)  # same scores, whatever the chunking

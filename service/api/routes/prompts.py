@@ -98,4 +98,5 @@ def activate_prompt(session: SessionDep, project_id: str, version_id: int) -> Ac
         version = review.rollback(session, project_id, version_id)
     except LookupError as exc:  # deleted in between
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    runtime.warm_soon(project_id)
     return active_prompt(version)

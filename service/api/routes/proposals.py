@@ -11,6 +11,7 @@ from pydantic import BaseModel, StringConstraints
 
 from agent import review
 from agent.models import Proposal, ProposalStatus
+from service import runtime
 from service.api.deps import SessionDep
 from service.api.routes.projects import require_project
 from service.api.routes.prompts import ActivePrompt, active_prompt
@@ -109,6 +110,7 @@ def accept_proposal(
     except review.ReviewError as exc:
         raise _conflict(exc) from None
     proposal = review.get_proposal(session, proposal_id)
+    runtime.warm_soon(version.project_id)
     return AcceptResponse(**active_prompt(version).model_dump(), proposal=_public(proposal))
 
 

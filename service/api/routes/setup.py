@@ -23,4 +23,5 @@ def setup(body: SetupRequest, session: SessionDep) -> SetupResponse:
     project_id = project_key(body.project, body.label_config)
     repo.upsert_project(session, project_id, body.label_config)
     version = ensure_prompt(session, project_id, schema)
+    runtime.warm_soon(project_id)  # the first /predict then pays no compile or cold prefix cost
     return SetupResponse(model_version=model_version(version.id, runtime.model_id()))
