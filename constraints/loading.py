@@ -22,9 +22,22 @@ def pick_device(device: str) -> str:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 arithmetic on this CPU (AVX512-BF16 or AMX); without it bfloat16 is emulated and slow."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
+
+
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA and on CPUs with native bfloat16, else float32.
+
+    Measured on this project's 2-core AMD EPYC (AVX512-BF16), embedded model, 8 retrieved demonstrations:
+    top-1 identical to float32 on 120 held-out tasks (dstc11 and banking77, max probability change 0.06),
+    interactive p50 2x faster, batch 2.3-2.9x, 400 MiB less memory (benchmarks/results/).
+    """
     if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        return torch.bfloat16 if device == "cuda" or cpu_has_bf16() else torch.float32
     return getattr(torch, dtype)
 
 
