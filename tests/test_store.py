@@ -7,28 +7,30 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from service.store import db, repo
-from service.store.models import AnnotationCreate, Prediction, PredictionCreate
+from service.store.models import AnnotationCreate, EvaluationCreate, Prediction, PredictionCreate
 
 pytestmark = pytest.mark.databases  # every test using db_url runs on SQLite and on PostgreSQL
 
 TABLES = {"project", "prompt_version", "prediction", "annotation", "alembic_version"}
 AGENT_TABLES = {"task_data", "correction", "refinement_run", "proposal"}  # migration 0002 (agent/models.py)
+EVAL_TABLES = {"evaluation"}  # migration 0003
 
 
 def test_migration_creates_schema(db_url: str) -> None:
     inspector = sa.inspect(db.get_engine(db_url))
-    assert set(inspector.get_table_names()) == TABLES | AGENT_TABLES
+    assert set(inspector.get_table_names()) == TABLES | AGENT_TABLES | EVAL_TABLES
     columns = {c["name"] for c in inspector.get_columns("prediction")}
     assert {"project_id", "task_id", "model_version", "labels", "result", "score", "latency_s"} <= columns
     uniques = inspector.get_unique_constraints("prediction")
     assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
     with db.get_engine(db_url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -46,6 +48,21 @@ def test_models_match_migrated_schema(db_url: str) -> None:
     with db.get_engine(db_url).connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
+
+
+def test_evaluation_migration_downgrades_and_upgrades_again(db_url: str) -> None:
+    with Session(db.get_engine(db_url)) as session:  # closed before the downgrade: PostgreSQL would wait for it
+        repo.upsert_project(session, "3", "<View/>")
+    engine = db.get_engine(db_url)
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    assert "evaluation" not in sa.inspect(engine).get_table_names()
+    db.migrate(db_url)
+    assert "evaluation" in sa.inspect(engine).get_table_names()
+    with Session(engine) as session:
+        assert repo.get_project(session, "3") is not None
 
 
 def test_migrate_works_on_a_fresh_file_without_ini(tmp_path) -> None:
@@ -229,3 +246,39 @@ def test_portable_save_path_replaces_like_the_upsert(session: Session) -> None:
     saved = repo._save_predictions_by_lookup(session, again)
     assert [(p.task_id, p.labels["intent"]) for p in saved] == [(1, ["B"])]
     assert len(session.exec(select(Prediction)).all()) == 1
+
+
+def _evaluation(project_id: str, version_id: int, run_id: str, accuracy: float) -> EvaluationCreate:
+    return EvaluationCreate(
+        project_id=project_id,
+        prompt_version_id=version_id,
+        run_id=run_id,
+        model_version=f"prompt-{version_id}@tiny",
+        source="file gold.jsonl",
+        control="intent",
+        tasks=4,
+        accuracy=accuracy,
+        macro_f1=accuracy / 2,
+        micro_f1=accuracy,
+        ece=0.125,
+        per_label={"loan": {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1, "predicted": 2}},
+        confusion={"labels": ["loan", "card"], "matrix": [[1, 0], [1, 2]]},
+        reliability=[{"low": 0.0, "high": 1.0, "count": 4, "confidence": 0.6, "accuracy": accuracy}],
+        coverage=[{"threshold": 0.3, "coverage": 1.0, "accuracy": accuracy, "kept": 4}],
+    )
+
+
+def test_evaluations_newest_first_and_latest_per_version(session: Session) -> None:
+    first = repo.record_prompt(session, "1", "Classify the intent.", "default")
+    second = repo.record_prompt(session, "1", "Pick the intent.", "user")
+    old, other = repo.save_evaluations(
+        session, [_evaluation("1", first.id, "a", 0.5), _evaluation("1", second.id, "a", 0.25)]
+    )
+    (new,) = repo.save_evaluations(session, [_evaluation("1", first.id, "b", 0.75)])
+    assert [e.id for e in repo.list_evaluations(session, first.id)] == [new.id, old.id]
+    stored = repo.list_evaluations(session, second.id)[0]
+    assert stored.per_label["loan"]["f1"] == 2 / 3 and stored.confusion["matrix"] == [[1, 0], [1, 2]]
+    latest = repo.latest_evaluations(session, "1")
+    assert {v: h.id for v, h in latest.items()} == {first.id: new.id, second.id: other.id}
+    assert (latest[first.id].accuracy, latest[first.id].macro_f1, latest[first.id].tasks) == (0.75, 0.375, 4)
+    assert repo.latest_evaluations(session, "2") == {}

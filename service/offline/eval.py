@@ -2,7 +2,8 @@
 
 Predictions come from the same resumable path as `prompter label` (stored per model version, so a prompt
 already run on these tasks is not run again); metrics come from ``service.offline.metrics``; the report
-(markdown and PNG plots) from ``service.offline.report``.
+(markdown and PNG plots) from ``service.offline.report``. Each version's result is also stored
+(``service.offline.eval_store``): the review page shows a version's latest evaluation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlmodel import Session
 from constraints.base import Engine
 from service.labeling import ChoiceControl, ConfigError, ProjectSchema
 from service.offline import metrics
+from service.offline.eval_store import save_results
 from service.offline.label import Labeled, LabelSummary, Plan, label_tasks, stored_predictions
 from service.offline.project import (
     EXIT_INTERRUPTED,
@@ -297,6 +299,9 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
             f"ECE {result['ece']:.3f} on {result['tasks']} tasks",
         )
 
+    saved = save_results(session, source.project_id, source.description, control.name, runs)
+    for result, row in zip(runs, saved, strict=True):
+        result["evaluation_id"] = row.id
     first = runs[0]
     report: dict[str, Any] = {
         "accuracy": first["accuracy"],

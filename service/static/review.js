@@ -278,9 +278,13 @@ function renderPending(projectId, proposals, versions) {
 function renderHistory(projectId, versions) {
   const body = document.querySelector("#history tbody");
   body.replaceChildren();
-  document.getElementById("version-view").replaceChildren();
+  const view = document.getElementById("version-view");
+  view.replaceChildren();
+  view.dataset.version = "";
   for (const v of [...versions].reverse()) {
     const m = v.metrics || {};
+    const e = v.evaluation; // the latest prompter eval, null if never evaluated
+    const evaluated = e ? `prompter eval on ${e.tasks} tasks, ${when(e.created_at)}` : null;
     const actions = el("td", { class: "actions" },
       el("button", { type: "button", class: "view", text: "View", onclick: () => showVersion(projectId, v) }));
     if (v.is_active) actions.append(el("span", { class: "badge", text: "active" }));
@@ -296,6 +300,9 @@ function renderHistory(projectId, versions) {
         el("td", { text: v.parent_id ? `#${v.parent_id}` : "–" }),
         el("td", { text: m.accuracy ? beforeAfter(m.accuracy, pct) : "–" }),
         el("td", { text: m.macro_f1 ? beforeAfter(m.macro_f1, pct) : "–" }),
+        el("td", { class: "eval-accuracy", text: e ? pct(e.accuracy) : "", title: evaluated }),
+        el("td", { class: "eval-macro-f1", text: e ? pct(e.macro_f1) : "", title: evaluated }),
+        el("td", { class: "eval-ece", text: e ? num(e.ece, 3) : "", title: evaluated }),
         el("td", { text: v.note || "" }),
         actions,
       ),
@@ -306,6 +313,7 @@ function renderHistory(projectId, versions) {
 async function showVersion(projectId, v) {
   const view = document.getElementById("version-view");
   const pool = v.examples && v.examples.pool ? v.examples.pool.length : 0;
+  view.dataset.version = String(v.id);
   view.replaceChildren(
     el("h4", { text: `Version #${v.id}${v.is_active ? " (active)" : ""} · ${v.model_version}` }),
     el("pre", { class: "prompt", text: v.text }),
@@ -313,14 +321,15 @@ async function showVersion(projectId, v) {
   if (pool) {
     view.append(el("p", { class: "muted", text: `Demonstration pool: ${pool} examples, ${v.examples.k ?? 8} retrieved per task.` }));
   }
-  if (v.parent_id) {
-    try {
-      const d = await api("GET", `${projectPath(projectId)}/prompts/diff?from=${v.parent_id}&to=${v.id}`);
-      view.append(el("h5", { text: `Diff from version #${d.from_id}` }), diffView(d.diff));
-    } catch (e) {
-      view.append(el("p", { class: "error", text: e.message }));
-    }
-  }
+  const base = `${projectPath(projectId)}/prompts`;
+  const [diff, evaluations] = await Promise.all([
+    v.parent_id ? api("GET", `${base}/diff?from=${v.parent_id}&to=${v.id}`).catch((e) => e) : null,
+    api("GET", `${base}/${v.id}/evaluations`).catch((e) => e),
+  ]);
+  if (view.dataset.version !== String(v.id)) return; // another version was opened, or the page re-rendered
+  if (diff instanceof Error) view.append(el("p", { class: "error", text: diff.message }));
+  else if (diff) view.append(el("h5", { text: `Diff from version #${diff.from_id}` }), diffView(diff.diff));
+  view.append(evaluationView(evaluations));
 }
 
 function renderRuns(runs) {

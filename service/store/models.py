@@ -138,3 +138,53 @@ class AnnotationCreate(AnnotationBase):
 class AnnotationPublic(AnnotationBase):
     id: int
     stored_at: datetime
+
+
+# Evaluations (`prompter eval` against ground truth)
+
+
+class EvaluationBase(SQLModel):
+    """One prompt version scored by one `prompter eval` run; the curves are ``service.offline.metrics``'s output."""
+
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=64)
+    prompt_version_id: int = Field(foreign_key="prompt_version.id", index=True)
+    run_id: str = Field(max_length=32)  # shared by the rows one `prompter eval` run writes
+    model_version: str = Field(max_length=255)
+    source: str = Field(sa_type=sa.Text)  # where the ground truth came from (a file, a Label Studio project)
+    control: str = Field(max_length=255)  # the Choices control scored
+    tasks: int  # tasks scored (with ground truth and a prediction)
+    accuracy: float
+    macro_f1: float
+    micro_f1: float
+    ece: float
+    target_accuracy: float | None = None
+    threshold: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # the point reaching it, if any
+    per_label: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)  # label -> P, R, F1, support
+    confusion: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # {labels, matrix}; single choice only
+    reliability: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)  # calibration bins
+    coverage: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)  # accuracy vs coverage points
+
+
+class Evaluation(EvaluationBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class EvaluationCreate(EvaluationBase):
+    pass
+
+
+class EvaluationPublic(EvaluationBase):
+    id: int
+    created_at: datetime
+
+
+class EvaluationHeadline(SQLModel):
+    """A version's latest evaluation in the prompt history: its headline figures only."""
+
+    id: int
+    tasks: int
+    accuracy: float
+    macro_f1: float
+    ece: float
+    created_at: datetime

@@ -13,6 +13,9 @@ from service.store.models import (
     PROMPT_SOURCES,
     Annotation,
     AnnotationCreate,
+    Evaluation,
+    EvaluationCreate,
+    EvaluationHeadline,
     Prediction,
     PredictionCreate,
     Project,
@@ -253,3 +256,40 @@ def delete_annotations(session: Session, ids: Iterable[int]) -> int:
 def list_annotations(session: Session, project_id: str) -> list[Annotation]:
     statement = select(Annotation).where(Annotation.project_id == project_id)
     return list(session.exec(statement.order_by(col(Annotation.id))))
+
+
+# Evaluations
+
+
+def save_evaluations(session: Session, rows: Iterable[EvaluationCreate]) -> list[Evaluation]:
+    """Store one `prompter eval` run's rows in one transaction; returns them with their ids."""
+    stored = [Evaluation.model_validate(row.model_dump()) for row in rows]
+    session.add_all(stored)
+    session.commit()
+    for row in stored:
+        session.refresh(row)
+    return stored
+
+
+def list_evaluations(session: Session, prompt_version_id: int) -> list[Evaluation]:
+    """The version's evaluations, newest first."""
+    statement = select(Evaluation).where(Evaluation.prompt_version_id == prompt_version_id)
+    return list(session.exec(statement.order_by(col(Evaluation.created_at).desc(), col(Evaluation.id).desc())))
+
+
+def latest_evaluations(session: Session, project_id: str) -> dict[int, EvaluationHeadline]:
+    """Prompt version id -> the headline figures of its newest evaluation (the curves are not read)."""
+    figures = (Evaluation.id, Evaluation.tasks, Evaluation.accuracy, Evaluation.macro_f1, Evaluation.ece)
+    statement = select(Evaluation.prompt_version_id, *figures, Evaluation.created_at)
+    statement = statement.where(Evaluation.project_id == project_id)
+    latest: dict[int, EvaluationHeadline] = {}
+    for row in session.exec(statement.order_by(col(Evaluation.created_at), col(Evaluation.id))):
+        latest[row.prompt_version_id] = EvaluationHeadline(
+            id=row.id,
+            tasks=row.tasks,
+            accuracy=row.accuracy,
+            macro_f1=row.macro_f1,
+            ece=row.ece,
+            created_at=row.created_at,
+        )
+    return latest

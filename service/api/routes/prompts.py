@@ -1,4 +1,5 @@
-"""A project's prompt versions: history with metrics and lineage, diff between two, activation (rollback)."""
+"""A project's prompt versions: history with metrics and lineage, diff between two, activation (rollback), and the
+evaluations `prompter eval` stored for each."""
 
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ from agent import review
 from service import runtime
 from service.api.deps import SessionDep
 from service.api.routes.projects import require_project
-from service.store.models import PromptVersion, PromptVersionPublic
+from service.store import repo
+from service.store.models import EvaluationHeadline, EvaluationPublic, PromptVersion, PromptVersionPublic
 from service.versions import model_version
 
 router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
 
 
 class PromptVersionHistory(PromptVersionPublic):
-    """A version as the history shows it: with the model version Label Studio sees while it is active."""
+    """A version as the history shows it: with the model version Label Studio sees while it is active, and the
+    headline figures of its latest `prompter eval` (None if it was never evaluated)."""
 
     model_version: str
+    evaluation: EvaluationHeadline | None = None
 
 
 class ActivePrompt(BaseModel):
@@ -62,8 +66,11 @@ def read_prompts(session: SessionDep, project_id: str) -> list[PromptVersionHist
     and the metrics it was accepted on; exactly one has ``is_active``."""
     require_project(session, project_id)
     model_id = runtime.model_id()
+    latest = repo.latest_evaluations(session, project_id)
     return [
-        PromptVersionHistory.model_validate({**v.model_dump(), "model_version": model_version(v.id, model_id)})
+        PromptVersionHistory.model_validate(
+            {**v.model_dump(), "model_version": model_version(v.id, model_id), "evaluation": latest.get(v.id)}
+        )
         for v in review.prompt_history(session, project_id)
     ]
 
@@ -100,3 +107,12 @@ def activate_prompt(session: SessionDep, project_id: str, version_id: int) -> Ac
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     runtime.warm_soon(project_id)
     return active_prompt(version)
+
+
+@router.get("/{version_id}/evaluations")
+def read_evaluations(session: SessionDep, project_id: str, version_id: int) -> list[EvaluationPublic]:
+    """The version's `prompter eval` results, newest first: headline figures, per-label scores, confusion matrix
+    (single choice), reliability bins and the accuracy-vs-coverage curve."""
+    require_project(session, project_id)
+    _version_of(session, project_id, version_id)
+    return [EvaluationPublic.model_validate(e) for e in repo.list_evaluations(session, version_id)]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
-ASSETS = frozenset({"review.js", "review.css"})
+ASSETS = frozenset({"review.js", "evaluation.js", "review.css"})
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
