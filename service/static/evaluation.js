@@ -108,7 +108,7 @@ function confusionView(confusion) {
     const head = el("tr", {}, el("th", { text: "gold \\ predicted" }), names.map((n) => el("th", { text: n })));
     const rows = matrix.map((row, i) =>
       el("tr", {}, el("th", { text: names[i] }),
-        row.map((count, j) => el("td", { class: i === j ? "diag" : count ? "off" : "", text: count }))),
+        row.map((count, j) => el("td", { class: !count ? "" : i === j ? "diag" : "off", text: count }))),
     );
     return el("table", { class: "confusion" }, el("thead", {}, head), el("tbody", {}, rows));
   }
