@@ -16,7 +16,7 @@ from constraints.base import Engine
 from service.labeling import ProjectSchema
 from service.projects import ensure_prompt
 from service.store import repo
-from service.store.models import Annotation, AnnotationPublic, Prediction, PredictionCreate
+from service.store.models import Annotation, AnnotationPublic, Prediction, PredictionCreate, utcnow
 from service.versions import model_version
 
 log = logging.getLogger(__name__)
@@ -88,24 +88,36 @@ def record_corrections(
     )
     if prediction is None:
         return []
-    existing = {c.control: c for c in session.exec(select(Correction).where(Correction.annotation_id == annotation.id))}
     rows = []
     for control in answered:
-        gold = list(annotation.choices[control.name])
-        predicted = list(prediction.labels.get(control.name, []))
-        row = existing.get(control.name) or Correction(
-            project_id=project_id, task_id=annotation.task_id, annotation_id=annotation.id, control=control.name,
-            prompt_version_id=prediction.prompt_version_id, model_version=prediction.model_version, agree=False,
-        )  # fmt: skip
-        row.gold, row.predicted = gold, predicted
-        row.prompt_version_id, row.model_version = prediction.prompt_version_id, prediction.model_version
-        row.agree = set(gold) == set(predicted)
-        session.add(row)
-        rows.append(row)
+        gold, predicted = list(annotation.choices[control.name]), list(prediction.labels.get(control.name, []))
+        rows.append(
+            {
+                "project_id": project_id,
+                "task_id": annotation.task_id,
+                "annotation_id": annotation.id,
+                "control": control.name,
+                "gold": gold,
+                "predicted": predicted,
+                "agree": set(gold) == set(predicted),
+                "prompt_version_id": prediction.prompt_version_id,
+                "model_version": prediction.model_version,
+                "created_at": utcnow(),
+            }
+        )
+    changed = ["task_id", "gold", "predicted", "prompt_version_id", "model_version", "agree"]
+    # Every replica that received the annotation's webhook records it: one row per (annotation, control) remains.
+    if not repo.upsert_rows(session, Correction, rows, ["annotation_id", "control"], changed):
+        stored = session.exec(select(Correction).where(Correction.annotation_id == annotation.id))
+        existing = {c.control: c for c in stored}
+        for row in rows:
+            old = existing.get(row["control"])
+            session.add(old.sqlmodel_update(row) if old is not None else Correction(**row))
     session.commit()
-    for row in rows:
-        session.refresh(row)
-    return rows
+    statement = select(Correction).where(
+        Correction.annotation_id == annotation.id, col(Correction.control).in_([c.name for c in answered])
+    )
+    return list(session.exec(statement.order_by(col(Correction.id)).execution_options(populate_existing=True)))
 
 
 def withdraw(session: Session, annotation_ids: Iterable[int]) -> int:

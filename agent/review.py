@@ -62,6 +62,7 @@ def accept_proposal(session: Session, proposal_id: int, decided_by: str | None =
     """Accept a pending proposal: a new active version (source "agent", parent = the proposal's base, pool
     copied); other pending proposals of the project are superseded. NotPending if it was already decided."""
     proposal = _claim(session, proposal_id, "accepted", decided_by, None)
+    repo.lock_project(session, proposal.project_id)  # one active version, whatever else activates one meanwhile
     version = PromptVersion(
         project_id=proposal.project_id,
         text=proposal.text,

@@ -12,7 +12,7 @@ from agent.models import TaskData
 from service.labeling import ProjectSchema
 from service.prompting import render_value
 from service.store import repo
-from service.store.models import Project, utcnow
+from service.store.models import utcnow
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,10 @@ def remember_tasks(session: Session, project_id: str, tasks: Iterable[Any]) -> i
             rows[task_id] = task["data"]
     if not rows:
         return 0
-    if session.get(Project, project_id) is None:
-        session.add(Project(id=project_id))
-        session.flush()
+    repo.ensure_project(session, project_id)
+    now = utcnow()
+    fresh = [{"project_id": project_id, "task_id": i, "data": data, "updated_at": now} for i, data in rows.items()]
+    repo.upsert_rows(session, TaskData, fresh, ["project_id", "task_id"], [])  # another process may add them too
     existing = {
         row.task_id: row
         for row in session.exec(

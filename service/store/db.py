@@ -19,6 +19,7 @@ import agent.models  # noqa: F401  (the agent's tables on the same metadata)
 from service.settings import settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATION_LOCK = 0x50524F4D  # PostgreSQL advisory lock key ("PROM") held while migrating
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 _lock = threading.Lock()
@@ -53,7 +54,8 @@ def get_engine(url: str | None = None) -> Engine:
     global _engine
     url = url or settings.resolved_database_url()
     with _lock:
-        if _engine is None or _engine.url.render_as_string(hide_password=False) != url:
+        # URLs compared parsed: rendering quotes a query's "/" (a unix socket's host), so strings never match
+        if _engine is None or _engine.url != make_url(url):
             if _engine is not None:
                 _engine.dispose()
             _engine = create_db_engine(url)
@@ -77,10 +79,16 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def migrate(url: str | None = None) -> None:
-    """Bring the database at ``url`` (default: the configured one) to the latest schema; idempotent."""
+    """Bring the database at ``url`` (default: the configured one) to the latest schema; idempotent.
+
+    On PostgreSQL replicas starting together take turns (an advisory lock held until the migration commits):
+    the first migrates, the others find the schema at head. SQLite's write lock already serialises them.
+    """
     engine = get_engine(url)
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, SQLModel, col, delete, select
 
 from service.store.models import (
     PROMPT_SOURCES,
@@ -26,16 +27,56 @@ from service.store.models import (
 # Projects
 
 
+def upsert_rows(
+    session: Session, model: type[SQLModel], values: list[dict[str, Any]], key: list[str], changed: list[str]
+) -> bool:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET changed`` (``DO NOTHING`` when ``changed`` is empty) in the
+    session's transaction, rows in key order: two processes writing the same key both succeed and one row
+    remains. False, with nothing written, on a database without ON CONFLICT (the caller looks rows up)."""
+    insert = _upsert_for(session)
+    if insert is None:
+        return False
+    if values:
+        statement = insert(model)
+        if changed:
+            statement = statement.on_conflict_do_update(
+                index_elements=key, set_={name: statement.excluded[name] for name in changed}
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=key)
+        session.execute(statement, sorted(values, key=lambda v: tuple(v[k] for k in key)))
+    return True
+
+
+def ensure_project(session: Session, project_id: str) -> None:
+    """Add the project if it is not stored, in the session's transaction (no commit); safe across processes."""
+    if session.get(Project, project_id) is not None:
+        return
+    now = utcnow()
+    row = {"id": project_id, "label_config": "", "created_at": now, "updated_at": now}
+    if not upsert_rows(session, Project, [row], ["id"], []):
+        session.add(Project(id=project_id))
+        session.flush()
+
+
+def lock_project(session: Session, project_id: str) -> None:
+    """Hold the project's row until the transaction ends (a no-op UPDATE: a row lock on PostgreSQL, the write
+    lock on SQLite), so writes of the project's prompt versions take turns across threads and processes."""
+    session.execute(update(Project).where(col(Project.id) == project_id).values(updated_at=Project.updated_at))
+
+
 def upsert_project(session: Session, project_id: str, label_config: str | None = None) -> Project:
     """Create the project, or update its label config when one is given and differs."""
     project = session.get(Project, project_id)
     if project is None:
-        project = Project(id=project_id, label_config=label_config or "")
-    elif label_config is not None and label_config != project.label_config:
-        project.label_config = label_config
-        project.updated_at = utcnow()
-    else:
+        ensure_project(session, project_id)
+        session.commit()
+        project = session.get(Project, project_id, populate_existing=True)
+        assert project is not None
+    if label_config is None or label_config == project.label_config:
         return project
+    project.label_config = label_config
+    project.updated_at = utcnow()
     session.add(project)
     session.commit()
     session.refresh(project)
@@ -109,10 +150,10 @@ def record_prompt(
     text = text.strip()
     if not text:
         raise ValueError("a prompt cannot be empty")
+    ensure_project(session, project_id)
+    lock_project(session, project_id)  # what find_prompt and active_prompt read stays true until the commit
     version = find_prompt(session, project_id, text)
     if version is None:
-        if session.get(Project, project_id) is None:
-            session.add(Project(id=project_id))
         version = PromptVersion(
             project_id=project_id, text=text, source=source, author=author, parent_id=parent_id, note=note
         )
@@ -132,6 +173,7 @@ def activate_prompt(session: Session, version_id: int) -> PromptVersion:
     version = session.get(PromptVersion, version_id)
     if version is None:
         raise KeyError(f"no prompt version {version_id}")
+    lock_project(session, version.project_id)
     _set_active(session, version)
     session.commit()
     session.refresh(version)
@@ -227,10 +269,15 @@ def list_model_versions(session: Session, project_id: str | None = None) -> list
 
 
 def upsert_annotation(session: Session, annotation: AnnotationCreate) -> Annotation:
-    """Store Label Studio's annotation under its own id, replacing an earlier copy."""
-    if session.get(Project, annotation.project_id) is None:
-        session.add(Project(id=annotation.project_id))
-        session.flush()
+    """Store Label Studio's annotation under its own id, replacing an earlier copy (one row, however many
+    processes store it at once)."""
+    ensure_project(session, annotation.project_id)
+    values = {**annotation.model_dump(), "stored_at": utcnow()}
+    if upsert_rows(session, Annotation, [values], ["id"], [name for name in values if name != "id"]):
+        session.commit()
+        stored = session.get(Annotation, annotation.id, populate_existing=True)
+        assert stored is not None
+        return stored
     stored = session.get(Annotation, annotation.id)
     if stored is None:
         stored = Annotation.model_validate(annotation.model_dump())
