@@ -54,7 +54,12 @@ def _plan(session: Session, body: PredictRequest) -> Plan:
     engine = runtime.get_engine()
     repo.upsert_project(session, project_id, label_config)
     context = body.params.context if body.params else None
-    return Plan(project_id, schema, resolve_prompt(session, project_id, schema, context), engine)
+    plan = Plan(project_id, schema, resolve_prompt(session, project_id, schema, context), engine)
+    # The model queue may keep the request waiting for minutes: hold no pooled connection meanwhile (the pool has
+    # 15, the queue up to PROMPTER_QUEUE_SIZE requests; under load the rest timed out with a 500). The prompt's
+    # loaded fields stay readable; _store checks out a connection again.
+    session.close()
+    return plan
 
 
 def _task_id(task: Any) -> int | None:
