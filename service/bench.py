@@ -583,10 +583,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=settings.batch_size, help="engine batch size")
     parser.add_argument("--threads", type=int, default=settings.threads, help="torch CPU threads (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="task sampling seed")
+    parser.add_argument(
+        "--vllm-url",
+        default=None,
+        help="compare the local engine with this vLLM server on the same prompts instead (as bench-engines does)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.vllm_url:
+        return compare_engines(args)
     from constraints.loading import load_model
     from constraints.local import LocalEngine
     from constraints.reference import OutlinesLabeler
@@ -620,6 +627,18 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(report))
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
+
+
+def compare_engines(args: argparse.Namespace) -> int:
+    """`prompter bench --vllm-url URL`: the local and the vLLM engine on the same prompts, in one run."""
+    from service import bench_engines
+
+    parser = argparse.ArgumentParser(prog="prompter bench")
+    bench_engines.configure(parser)
+    argv = ["--vllm-url", args.vllm_url, "--tasks", str(args.tasks), "--interactive", str(args.interactive)]
+    argv += ["--batch-size", str(args.batch_size), "--dtype", args.dtype, "--seed", str(args.seed)]
+    argv += ["--out-dir", str(args.out_dir)] + [a for p in args.data or [] for a in ("--data", str(p))]
+    return bench_engines.run(parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
