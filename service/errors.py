@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from constraints.base import EngineNotReady, EngineRefused, EngineUnavailable
 from service.labeling import ConfigError
@@ -77,9 +78,10 @@ async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
     )
 
 
-async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-    """The database is down, restarting or locked: retryable, and the pool reconnects once it is back."""
-    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc.orig or exc)
+async def _database_unavailable(request: Request, exc: OperationalError | PoolTimeout) -> JSONResponse:
+    """The database is down, restarting or locked, or every pooled connection is busy: retryable, and the
+    pool reconnects once it is back."""
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, getattr(exc, "orig", None) or exc)
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": "the database is unavailable; retry shortly"},
@@ -116,6 +118,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EngineRefused, _unprocessable)  # e.g. a prompt over the vLLM server's context
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OverflowError, _unstorable)
     app.add_exception_handler(Exception, _internal)
