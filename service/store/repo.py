@@ -160,6 +160,7 @@ def record_prompt(
         session.add(version)
         session.flush()
     elif not activate and version.is_active:
+        session.commit()  # ends the transaction, and with it the project's lock
         return version
     if activate or active_prompt(session, project_id) is None:
         _set_active(session, version)

@@ -65,6 +65,43 @@ def test_each_annotation_is_stored_once(replicas: Replicas) -> None:
     assert replicas.log_errors() == []
 
 
+def _settled(url: str, project: int, expected: int, quiet: float = 3.0) -> list[tuple[Any, ...]]:
+    """The project's corrections once ``expected`` exist and none changed for ``quiet`` seconds."""
+    sql = "SELECT annotation_id, gold, predicted, agree FROM correction WHERE project_id = :p ORDER BY annotation_id"
+    last: list[tuple[Any, ...]] = []
+    deadline, still_since = time.monotonic() + 120, time.monotonic()
+    while time.monotonic() < deadline:
+        now = rows(url, sql, p=str(project))
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif len(now) >= expected and time.monotonic() - still_since >= quiet:
+            return now
+        time.sleep(0.3)
+    raise TimeoutError(f"corrections of project {project} never settled: {len(last)} of {expected}")
+
+
+def test_an_update_on_one_replica_is_not_undone_by_the_other(replicas: Replicas) -> None:
+    """120 webhooks at once on one replica (more than its 40 threads and 15 connections: all answered 200),
+    then a load balancer's split: each annotation's CREATED to that replica, its UPDATED to the other. However
+    the two agents' queues interleave, each correction ends with the updated labels. (In our runs the first
+    replica's queue drained before the UPDATED arrived, so a late CREATED overwriting was not provoked.)"""
+    url, project, ids = replicas.database_url, 4, range(400, 430)
+    backlog = [annotation_event(i, i, LABELS[i % 3], project_id=5) for i in range(500, 620)]
+    assert {status for status, _ in post_concurrently([(f"{replicas.a.url}/webhook", b) for b in backlog])} == {200}
+    created = [annotation_event(i, i, LABELS[i % 3], project_id=project) for i in ids]
+    updated = [annotation_event(i, i, LABELS[(i + 1) % 3], "ANNOTATION_UPDATED", project_id=project) for i in ids]
+    for body in created:
+        assert httpx.post(f"{replicas.a.url}/webhook", json=body, timeout=30).status_code == 200
+    for body in updated:
+        assert httpx.post(f"{replicas.b.url}/webhook", json=body, timeout=30).status_code == 200
+    corrections = _settled(url, project, len(ids))
+    stale = [a for a, gold, _, _ in corrections if gold != [LABELS[(a + 1) % 3]]]
+    print(f"\nCREATED on a, UPDATED on b: {len(corrections)} corrections, {len(stale)} stale")
+    assert [a for a, *_ in corrections] == list(ids)
+    assert stale == []
+    assert all(agree == (gold == predicted) for _, gold, predicted, agree in corrections)
+
+
 def _watch_running(url: str, project: int, stop: threading.Event, peak: list[int]) -> None:
     with database(url) as connection:
         while not stop.is_set():

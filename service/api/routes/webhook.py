@@ -35,6 +35,15 @@ def _schema(label_config: str) -> ProjectSchema | None:
 @router.post("/webhook")
 def webhook(event: WebhookEvent, session: SessionDep, background: BackgroundTasks) -> WebhookResponse:
     """Store created/updated annotations, forget deleted ones, acknowledge everything else as ignored."""
+    try:
+        return _handle(event, session, background)
+    finally:
+        # The connection goes back to the pool now: the session's own clean-up waits for the background work,
+        # which waits for a free thread; with every thread waiting for a connection, nothing would move.
+        session.close()
+
+
+def _handle(event: WebhookEvent, session: SessionDep, background: BackgroundTasks) -> WebhookResponse:
     if event.action == DELETED:
         ids = deleted_ids(event)
         deleted = repo.delete_annotations(session, ids)
