@@ -11,18 +11,18 @@ import logging
 import time
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from agent.config import agent_settings
 from agent.corrections import record_corrections, withdraw
 from agent.evaluate import NoAnnotations, Predict
 from agent.loop import RefinementBusy, Worker, maybe_refine, project_schema, request_refinement
-from agent.models import RefinementRun
+from agent.models import Correction, RefinementRun
 from agent.tasks import remember_tasks
 from constraints.base import Engine
 from service import events
 from service.labeling import ProjectSchema
-from service.store.models import AnnotationPublic
+from service.store.models import Annotation, AnnotationPublic
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ def install(agent_worker: Worker | None = None) -> Worker:
         events.on_annotation_saved.append(on_annotation_saved)
     if on_annotations_deleted not in events.on_annotations_deleted:
         events.on_annotations_deleted.append(on_annotations_deleted)
+    if catch_up not in events.on_engine_ready:
+        events.on_engine_ready.append(catch_up)
     return worker()
 
 
@@ -86,6 +88,7 @@ def uninstall() -> None:
     for hooks, callback in (
         (events.on_annotation_saved, on_annotation_saved),
         (events.on_annotations_deleted, on_annotations_deleted),
+        (events.on_engine_ready, catch_up),
     ):
         while callback in hooks:
             hooks.remove(callback)
@@ -102,6 +105,12 @@ def on_annotations_deleted(project_id: str | None, annotation_ids: list[int]) ->
 def _record(annotation: AnnotationPublic) -> None:
     w = worker()
     with w.sessions() as session:
+        # the stored copy is the truth: a later UPDATED may have reached another replica first, or a DELETE
+        stored = session.get(Annotation, annotation.id)
+        if stored is None:
+            log.info("annotation %s was deleted before its correction was recorded", annotation.id)
+            return
+        annotation = AnnotationPublic.model_validate(stored, from_attributes=True)
         try:
             schema = project_schema(session, annotation.project_id)
         except NoAnnotations as exc:
@@ -114,6 +123,24 @@ def _record(annotation: AnnotationPublic) -> None:
             return
         record_corrections(session, engine, schema, annotation.project_id, annotation, predict=w.predict_for(engine))
         maybe_refine(w, session, annotation.project_id)
+
+
+def uncorrected_annotations(session: Session) -> list[AnnotationPublic]:
+    """Stored annotations with no correction row: their agent job was lost (a kill after the webhook's 200)."""
+    corrected = select(Correction.annotation_id)
+    rows = session.exec(select(Annotation).where(col(Annotation.id).not_in(corrected)).order_by(col(Annotation.id)))
+    return [AnnotationPublic.model_validate(a, from_attributes=True) for a in rows]
+
+
+def catch_up() -> int:
+    """Queue the annotations a killed process left without corrections; how many. Runs once the model is ready."""
+    with worker().sessions() as session:
+        missing = uncorrected_annotations(session)
+    if missing:
+        log.info("%d stored annotations have no corrections yet: recording them", len(missing))
+    for annotation in missing:
+        worker().submit(_record, annotation)
+    return len(missing)
 
 
 def _withdraw(annotation_ids: list[int]) -> None:

@@ -72,15 +72,10 @@ def accept_proposal(session: Session, proposal_id: int, decided_by: str | None =
         note=f"proposal {proposal.id} ({proposal.strategy})",
         metrics=proposal.metrics,
         examples=proposal.examples,
-        is_active=True,
     )
     session.add(version)
     session.flush()
-    session.exec(
-        update(PromptVersion)
-        .where(col(PromptVersion.project_id) == proposal.project_id, col(PromptVersion.id) != version.id)
-        .values(is_active=False)
-    )
+    repo.set_active(session, version)  # the old one off first: one active version is a unique index
     session.exec(
         update(Proposal)
         .where(col(Proposal.project_id) == proposal.project_id, col(Proposal.status) == "pending")

@@ -18,6 +18,7 @@ AnnotationsDeleted = Callable[[str | None, list[int]], None]  # (project id if k
 
 on_annotation_saved: list[AnnotationSaved] = []
 on_annotations_deleted: list[AnnotationsDeleted] = []
+on_engine_ready: list[Callable[[], None]] = []  # the loader thread calls these once the model is ready
 
 
 def emit_annotation_saved(annotation: AnnotationPublic) -> None:
@@ -34,3 +35,11 @@ def emit_annotations_deleted(project_id: str | None, ids: list[int]) -> None:
             callback(project_id, ids)
         except Exception:
             log.exception("on_annotations_deleted callback %r failed", callback)
+
+
+def emit_engine_ready() -> None:
+    for callback in list(on_engine_ready):
+        try:
+            callback()
+        except Exception:
+            log.exception("on_engine_ready callback %r failed", callback)

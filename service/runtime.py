@@ -60,6 +60,9 @@ def _load(loader: Callable[[], Engine]) -> None:
     with _lock:
         _engine = engine
         _state = EngineState("ready", model_id=engine.model_id, load_seconds=seconds)
+    from service import events
+
+    events.emit_engine_ready()
 
 
 def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Thread:

@@ -80,6 +80,7 @@ def _fresh_process_state() -> Iterator[None]:
         runtime.set_engine(None)
         events.on_annotation_saved.clear()
         events.on_annotations_deleted.clear()
+        events.on_engine_ready.clear()
         latencies.clear()
 
     clear()

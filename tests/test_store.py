@@ -30,7 +30,7 @@ def test_migration_creates_schema(db_url: str) -> None:
     uniques = inspector.get_unique_constraints("prediction")
     assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
     with db.get_engine(db_url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -63,6 +63,35 @@ def test_evaluation_migration_downgrades_and_upgrades_again(db_url: str) -> None
     assert "evaluation" in sa.inspect(engine).get_table_names()
     with Session(engine) as session:
         assert repo.get_project(session, "3") is not None
+
+
+def test_one_active_version_migration_keeps_the_newest_and_then_refuses_two(db_url: str) -> None:
+    engine = db.get_engine(db_url)
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    with engine.begin() as conn:  # what a race before the project lock could leave behind
+        conn.execute(
+            sa.text("INSERT INTO project (id, label_config, created_at, updated_at) VALUES ('7', '<View/>', :t, :t)"),
+            {"t": datetime.now(UTC)},
+        )
+        for text in ("a", "b", "c"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO prompt_version (project_id, text, source, is_active, created_at)"
+                    " VALUES ('7', :text, 'user', :on, :t)"
+                ),
+                {"text": text, "on": True, "t": datetime.now(UTC)},
+            )
+    db.migrate(db_url)
+    with Session(engine) as session:
+        versions = repo.list_prompt_versions(session, "7")
+        assert [v.is_active for v in versions] == [False, False, True]
+        repo.activate_prompt(session, versions[0].id)  # rolling back to an older id works with the index
+        assert repo.active_prompt(session, "7").id == versions[0].id
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE prompt_version SET is_active = :on WHERE project_id = '7'"), {"on": True})
 
 
 def test_migrate_works_on_a_fresh_file_without_ini(tmp_path) -> None:

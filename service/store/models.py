@@ -64,6 +64,15 @@ class PromptVersionBase(SQLModel):
 
 class PromptVersion(PromptVersionBase, table=True):
     __tablename__ = "prompt_version"
+    __table_args__ = (  # at most one active version per project (migration 0004)
+        sa.Index(
+            "uq_prompt_version_one_active",
+            "project_id",
+            unique=True,
+            sqlite_where=sa.text("is_active"),
+            postgresql_where=sa.text("is_active"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: str = Field(foreign_key="project.id", index=True, max_length=64)

@@ -117,7 +117,8 @@ def find_prompt(session: Session, project_id: str, text: str) -> PromptVersion |
     return session.exec(statement.order_by(*order)).first()
 
 
-def _set_active(session: Session, version: PromptVersion) -> None:
+def set_active(session: Session, version: PromptVersion) -> None:
+    """Make ``version`` its project's only active version (in the caller's transaction; not committed)."""
     others = select(PromptVersion).where(
         PromptVersion.project_id == version.project_id,
         col(PromptVersion.is_active).is_(True),
@@ -126,6 +127,7 @@ def _set_active(session: Session, version: PromptVersion) -> None:
     for other in session.exec(others):
         other.is_active = False
         session.add(other)
+    session.flush()  # one active version per project is a unique index: deactivate before activating
     version.is_active = True
     session.add(version)
 
@@ -163,7 +165,7 @@ def record_prompt(
         session.commit()  # ends the transaction, and with it the project's lock
         return version
     if activate or active_prompt(session, project_id) is None:
-        _set_active(session, version)
+        set_active(session, version)
     session.commit()
     session.refresh(version)
     return version
@@ -175,7 +177,7 @@ def activate_prompt(session: Session, version_id: int) -> PromptVersion:
     if version is None:
         raise KeyError(f"no prompt version {version_id}")
     lock_project(session, version.project_id)
-    _set_active(session, version)
+    set_active(session, version)
     session.commit()
     session.refresh(version)
     return version
