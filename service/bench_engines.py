@@ -29,12 +29,16 @@ from service.bench import (
     LabeledSet,
     cpu_model,
     git_commit,
+    labeling_config,
     load_labeled,
     make_queries,
     percentile,
     timed,
 )
+from service.labeling import parse_config
+from service.prompting import default_prompt
 from service.settings import settings
+from service.warming import warm_prompt
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,9 @@ def compare_set(engines: dict[str, Any], data: LabeledSet, interactive: int, vll
     label_set, queries = make_queries(data.labels, data.texts)
     n, k = len(queries), max(1, min(interactive, len(queries)))
     log.info("%s: %d labels, %d tasks, %d interactive", data.name, len(label_set), n, k)
+    schema = parse_config(labeling_config(data.labels))
+    for engine in engines.values():  # what the service does when a project is set up
+        warm_prompt(engine, schema, default_prompt(schema))
     first = {name: timed(lambda e=e: e.decide([queries[0]], label_set))[0] for name, e in engines.items()}
 
     latency: dict[str, list[float]] = {name: [] for name in engines}
@@ -129,7 +136,8 @@ def markdown(report: dict[str, Any]) -> str:
             row(f"{e}: batch tasks/s (one decide over all tasks)", lambda s, e=e: _f(s["batch_tasks_per_s"][e], 2))
         )
     for e in ENGINES:
-        rows.append(row(f"{e}: first request after warm-up (s)", lambda s, e=e: _f(s["first_request_s"][e])))
+        first = f"{e}: first request after the project was set up (s)"
+        rows.append(row(first, lambda s, e=e: _f(s["first_request_s"][e])))
     rows += [
         row(
             "vLLM / local interactive p50",
@@ -247,7 +255,9 @@ def run(args: argparse.Namespace) -> int:
         f"vLLM {_vllm_version(vllm_engine.url)} at {vllm_engine.url} serving {vllm_engine.served_model} (bfloat16 "
         f"with scripts/serve_vllm.sh), branch-point scoring over HTTP, engine ready in {load_vllm_s:.1f} s"
     )
-    report["command"] = "prompter bench-engines " + " ".join(a for a in sys.argv[1:] if a != "bench-engines")
+    argv = sys.argv[1:]
+    command = argv if argv and argv[0] in ("bench", "bench-engines") else ["bench-engines", *argv]
+    report["command"] = "prompter " + " ".join(command)
     report["config"] = {
         "vllm_timeout_s": args.vllm_timeout_s,
         "vllm_max_concurrency": args.vllm_max_concurrency,
