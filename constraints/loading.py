@@ -41,6 +41,11 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
     return getattr(torch, dtype)
 
 
+def dtype_name(dtype: str, device: str = "auto") -> str:
+    """What ``dtype`` ("auto" included) resolves to on ``device``: "float32", "bfloat16", ..."""
+    return str(pick_dtype(dtype, pick_device(device))).removeprefix("torch.")
+
+
 def embedded_model_dir(home: Path) -> Path:
     """A plain Hugging Face folder of the embedded model, converted from its GGUF on first use."""
     target = home / "models" / EMBEDDED_NAME

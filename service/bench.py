@@ -578,7 +578,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loop-tasks", type=int, default=BenchOptions.loop_tasks, help="tasks of the per-task outlines loop"
     )
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument(
+        "--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="default: what the service runs"
+    )
     parser.add_argument("--calibration", choices=("none", "content_free"), default="none")
     parser.add_argument("--batch-size", type=int, default=settings.batch_size, help="engine batch size")
     parser.add_argument("--threads", type=int, default=settings.threads, help="torch CPU threads (default: all)")

@@ -219,7 +219,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--vllm-max-concurrency", type=int, default=settings.vllm_max_concurrency, help="requests in flight"
     )
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="local engine dtype")
+    parser.add_argument(
+        "--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="local engine dtype (default: auto)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.set_defaults(run=run)
@@ -227,6 +229,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from constraints import local, vllm
+    from constraints.loading import dtype_name
+
+    args.dtype = dtype_name(args.dtype, settings.device)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -233,10 +233,10 @@ def test_prompter_bench_compares_the_engines_on_the_same_prompts(vllm_server, tm
     data.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows))
     argv = ["--vllm-url", vllm_server.url, "--data", str(data), "--tasks", "8", "--interactive", "2"]
     assert main([*argv, "--out-dir", str(tmp_path / "out")]) == 0
-    (report_path,) = (tmp_path / "out").glob("*_engines_local-float32-vs-vllm_*.json")
+    (report_path,) = (tmp_path / "out").glob("*_engines_local-*-vs-vllm_*.json")
     report = json.loads(report_path.read_text())
     (s,) = report["sets"].values()
     assert s["tasks"] == 8 and s["interactive_tasks"] == 2
     for key in ("interactive_p50_s", "batch_tasks_per_s"):
         assert set(s[key]) == {"local", "vllm"} and all(v > 0 for v in s[key].values())
-    assert s["top1_agreement"] >= 0.75  # bfloat16 server vs float32 local: the same labels but near-ties
+    assert s["top1_agreement"] >= 0.75  # the same model and prompts; near-ties may differ across dtypes
