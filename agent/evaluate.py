@@ -122,12 +122,20 @@ def score(
     examples: dict[str, Any] | None,
     tasks: list[AnnotatedTask],
     exclude: set[int],
+    leave_one_out: bool = False,
 ) -> Scored:
-    """Answers of ``template`` (with its pool, minus ``exclude``) on ``tasks``; one batched call per control."""
+    """Answers of ``template`` (with its pool, minus ``exclude``) on ``tasks``; one batched call per control.
+
+    ``leave_one_out``: each task retrieves from the pool without itself (and ``exclude``), as a pool that
+    holds every annotated task serves new ones.
+    """
     started = time.perf_counter()
     datas = [t.data for t in tasks]
     lead = getattr(engine, "lead", " ")
-    shots = examples_for(examples, schema, datas, lead, exclude)
+    if leave_one_out and examples and examples.get("pool"):
+        shots = [examples_for(examples, schema, [t.data], lead, exclude | {t.task_id})[0] for t in tasks]
+    else:
+        shots = examples_for(examples, schema, datas, lead, exclude)
     preds = predict(schema, [t.as_task() for t in tasks], template, shots)
     seconds = time.perf_counter() - started
     labels = [p.labels for p in preds]

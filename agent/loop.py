@@ -166,6 +166,15 @@ def _record_failed(session: Session, project_id: str, run: RefinementRun, base_i
     return proposal
 
 
+def _score_version(predict: Predict, engine: Engine, schema, text: str, examples, validation, cfg: AgentSettings):
+    """A prompt scored on validation as it would serve: a pool that holds every annotated task (a refit) is
+    scored leave-one-out, so no task sees its own label; without refit the validation tasks stay hidden."""
+    hidden = {t.task_id for t in validation}
+    if cfg.refit_pool:
+        return score(predict, engine, schema, text, examples, validation, set(), leave_one_out=True)
+    return score(predict, engine, schema, text, examples, validation, hidden)
+
+
 def _with_validation_in_pool(examples: dict[str, Any] | None, schema, validation, cfg: AgentSettings):
     """The pool shipped: the validated pool plus the validation tasks (a refit on every annotation)."""
     if not examples or not examples.get("pool") or not cfg.refit_pool:
@@ -216,12 +225,11 @@ def _refine(
     base = ensure_prompt(session, project_id, schema)
     examples, validation = split(tasks, cfg.validation_fraction, cfg.seed)
     validation = validation[: cfg.max_validation]
-    hidden = {t.task_id for t in validation}
     by_id = {t.task_id: t for t in examples}
     ctx = Context(
         engine, schema, base.text, base.examples, examples, _mistakes(session, project_id, by_id, base.id), cfg
     )
-    base_scored = score(predict, engine, schema, base.text, base.examples, validation, hidden)
+    base_scored = _score_version(predict, engine, schema, base.text, base.examples, validation, cfg)
     renew(session, run, cfg.lease_seconds)
 
     strategies = registry()
@@ -240,7 +248,8 @@ def _refine(
             outcome.candidates.append({"strategy": name, "verdict": "nothing to propose"})
             continue
         made = time.perf_counter() - t0
-        scored = score(predict, engine, schema, candidate.text, candidate.examples, validation, hidden)
+        shipped = _with_validation_in_pool(candidate.examples, schema, validation, cfg)
+        scored = _score_version(predict, engine, schema, candidate.text, shipped, validation, cfg)
         cost = {
             "strategy_tokens": candidate.tokens,
             "strategy_seconds": round(candidate.seconds or made, 3),
@@ -274,9 +283,9 @@ def _refine(
         shipped = _with_validation_in_pool(candidate.examples, schema, validation, cfg)
         if shipped is not candidate.examples:
             comparison.metrics["pool"] = {
-                "validated_with": len(candidate.examples["pool"]),
+                "from_examples": len(candidate.examples["pool"]),
                 "shipped": len(shipped["pool"]),
-                "note": "validated with the example-side pool; the validation tasks join the pool once accepted",
+                "note": "the pool holds every annotated task; each validation task was scored without itself",
             }
         session.exec(
             update(Proposal)

@@ -84,3 +84,25 @@ def test_compare_reports_fixes_breaks_and_per_label_changes() -> None:
     assert m["prompt_tokens"] == {"before": 10.0, "after": 30.0}
     assert [f["task_id"] for f in m["fixes"]] == [2, 4, 6, 8, 10]
     assert compare(base, cand, ts, alpha=0.25).significant
+
+
+def test_leave_one_out_scoring_never_shows_a_task_its_own_label(stub_engine, schema) -> None:
+    """A pool holding every annotated task is scored as it serves: each task retrieves from all but itself."""
+    from agent.demos import pool_from_tasks
+    from agent.evaluate import score
+    from tests.agent.conftest import labeled
+
+    annotated = [AnnotatedTask(i, {"text": t}, {"intent": [g]}) for i, (t, g) in enumerate(labeled()[:12], start=1)]
+    examples = {"pool": pool_from_tasks(schema, annotated), "k": 3}
+    seen: list[list[str]] = []
+
+    def predict(schema_, tasks_, prompt, shots):
+        seen.extend([shots] if shots else [])
+        return [type("P", (), {"labels": {"intent": ["loan"]}})() for _ in tasks_]
+
+    score(predict, stub_engine, schema, "{examples}{text}", examples, annotated[:6], set(), leave_one_out=True)
+    shots = [s for call in seen for s in call]
+    assert len(shots) == 6
+    for task, shot in zip(annotated[:6], shots, strict=True):
+        assert task.data["text"] not in shot  # never its own example
+        assert shot.count("Intent:") == 3  # but three others, validation tasks included
