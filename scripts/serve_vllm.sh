@@ -34,11 +34,17 @@ installed_version() {
 
 install() {
   mkdir -p "$(dirname "$VENV")"
-  # Two sessions may install at once: one installs, the other waits for it.
+  # Two sessions may install at once: one installs, the other waits for it. The lock is released before
+  # `serve` execs the server, or a running server would block every other session's install.
   exec 8>"$(dirname "$VENV")/.serve_vllm.lock"
   if command -v flock >/dev/null; then
     flock 8
   fi
+  install_locked
+  exec 8>&-
+}
+
+install_locked() {
   local found
   found=$(installed_version)
   if [[ "$found" == "$VERSION" && -f "$VENV/.prompter-installed" ]]; then
