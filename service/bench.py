@@ -40,7 +40,17 @@ from service.warming import warm_prompt
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data() -> Path:
+    """The labeled sets the benchmarks default to: $PROMPTER_SHARED_DATA, ../shared/data beside the checkout,
+    or the workplace's /work/shared/data (where CI checks the project out elsewhere)."""
+    candidates = [Path(p) for p in (os.environ.get("PROMPTER_SHARED_DATA"),) if p]
+    candidates += [REPO.parent / "shared" / "data", Path("/work/shared/data")]
+    return next((p for p in candidates if p.is_dir()), candidates[0])
+
+
+SHARED_DATA = shared_data()
 DEFAULT_SETS = (SHARED_DATA / "dstc11-insurance" / "utterances.jsonl", SHARED_DATA / "banking77" / "test.jsonl")
 RESULTS_DIR = REPO / "benchmarks" / "results"
 PATHS = ("engine", "outlines_reused", "outlines_rebuilt", "prefill")
