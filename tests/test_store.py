@@ -229,6 +229,19 @@ def test_upsert_and_delete_annotations(session: Session) -> None:
     assert [a.id for a in repo.list_annotations(session, "4")] == [2]
 
 
+def test_a_late_stale_annotation_copy_does_not_replace_a_newer_one(session: Session) -> None:
+    """Webhooks can arrive out of order (retries, two replicas): Label Studio's updated_at decides."""
+    older, newer = datetime(2025, 1, 2, tzinfo=UTC), datetime(2025, 1, 3, tzinfo=UTC)
+    repo.upsert_annotation(session, _annotation(7, "NEW", ls_updated_at=newer))
+    kept = repo.upsert_annotation(session, _annotation(7, "OLD", ls_updated_at=older))
+    assert kept.choices == {"intent": ["NEW"]}
+    again = repo.upsert_annotation(session, _annotation(7, "NEWER", ls_updated_at=newer))  # same stamp: replaces
+    assert again.choices == {"intent": ["NEWER"]}
+    unstamped = repo.upsert_annotation(session, _annotation(7, "PLAIN"))  # no stamp: nothing to compare
+    assert unstamped.choices == {"intent": ["PLAIN"]}
+    assert [a.choices["intent"] for a in repo.list_annotations(session, "4")] == [["PLAIN"]]
+
+
 def test_save_predictions_same_key_twice_in_one_batch_keeps_the_last(session: Session) -> None:
     v = repo.record_prompt(session, "1", "p", "default")
     saved = repo.save_predictions(

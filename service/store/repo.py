@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, delete, select
@@ -28,7 +29,12 @@ from service.store.models import (
 
 
 def upsert_rows(
-    session: Session, model: type[SQLModel], values: list[dict[str, Any]], key: list[str], changed: list[str]
+    session: Session,
+    model: type[SQLModel],
+    values: list[dict[str, Any]],
+    key: list[str],
+    changed: list[str],
+    where: Callable[[Any], Any] | None = None,
 ) -> bool:
     """``INSERT ... ON CONFLICT (key) DO UPDATE SET changed`` (``DO NOTHING`` when ``changed`` is empty) in the
     session's transaction, rows in key order: two processes writing the same key both succeed and one row
@@ -40,7 +46,9 @@ def upsert_rows(
         statement = insert(model)
         if changed:
             statement = statement.on_conflict_do_update(
-                index_elements=key, set_={name: statement.excluded[name] for name in changed}
+                index_elements=key,
+                set_={name: statement.excluded[name] for name in changed},
+                where=where(statement.excluded) if where else None,  # else the stored row stays as it is
             )
         else:
             statement = statement.on_conflict_do_nothing(index_elements=key)
@@ -271,12 +279,23 @@ def list_model_versions(session: Session, project_id: str | None = None) -> list
 # Annotations
 
 
+def _not_older(incoming: Any) -> Any:
+    """An incoming copy replaces the stored one unless Label Studio stamped it earlier (a late, stale webhook)."""
+    stored = Annotation.__table__.c.ls_updated_at
+    return or_(stored.is_(None), incoming.ls_updated_at.is_(None), incoming.ls_updated_at >= stored)
+
+
+def _is_older(incoming: datetime | None, stored: datetime | None) -> bool:
+    return incoming is not None and stored is not None and incoming < stored
+
+
 def upsert_annotation(session: Session, annotation: AnnotationCreate) -> Annotation:
     """Store Label Studio's annotation under its own id, replacing an earlier copy (one row, however many
     processes store it at once)."""
     ensure_project(session, annotation.project_id)
     values = {**annotation.model_dump(), "stored_at": utcnow()}
-    if upsert_rows(session, Annotation, [values], ["id"], [name for name in values if name != "id"]):
+    changed = [name for name in values if name != "id"]
+    if upsert_rows(session, Annotation, [values], ["id"], changed, where=_not_older):
         session.commit()
         stored = session.get(Annotation, annotation.id, populate_existing=True)
         assert stored is not None
@@ -284,6 +303,8 @@ def upsert_annotation(session: Session, annotation: AnnotationCreate) -> Annotat
     stored = session.get(Annotation, annotation.id)
     if stored is None:
         stored = Annotation.model_validate(annotation.model_dump())
+    elif _is_older(annotation.ls_updated_at, stored.ls_updated_at):
+        return stored
     else:
         stored.sqlmodel_update(annotation.model_dump())
         stored.stored_at = utcnow()
