@@ -72,6 +72,7 @@ class LabeledSet:
     texts: tuple[str, ...]
     gold: tuple[str, ...]
     labels: tuple[str, ...]
+    pool: tuple[tuple[str, str], ...] = ()  # (text, label) rows apart from the tasks, for demonstrations
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,16 @@ class BenchOptions:
     interactive: int = 20  # tasks timed one per call for engine, outlines reused and prefill
     rebuilt: int = 5  # calls of outlines rebuilt per call (seconds each)
     loop_tasks: int = 40  # tasks the per-task outlines loop runs (throughput extrapolated, agreement, accuracy)
+    shots: int = 0  # demonstrations retrieved per task from the set's pool (0: zero-shot)
 
 
 def set_name(path: Path) -> str:
     return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
 
 
-def load_labeled(path: Path, tasks: int, seed: int) -> LabeledSet:
-    """``tasks`` rows drawn at random (``seed``) from a ``{"text","label"}`` JSON-lines file."""
+def load_labeled(path: Path, tasks: int, seed: int, pool: int = 0) -> LabeledSet:
+    """``tasks`` rows drawn at random (``seed``) from a ``{"text","label"}`` JSON-lines file, and ``pool`` other
+    rows for demonstrations."""
     rows = []
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -99,8 +102,12 @@ def load_labeled(path: Path, tasks: int, seed: int) -> LabeledSet:
     if not rows:
         raise ValueError(f"{path}: no labeled rows")
     labels = tuple(sorted({label for _, label in rows}))
-    picked = random.Random(seed).sample(rows, min(tasks, len(rows)))
-    return LabeledSet(set_name(path), tuple(t for t, _ in picked), tuple(g for _, g in picked), labels)
+    rng = random.Random(seed)
+    picked = rng.sample(rows, min(tasks, len(rows)))
+    taken = set(picked)
+    rest = [r for r in rows if r not in taken]
+    extra = tuple(rng.sample(rest, min(pool, len(rest))))
+    return LabeledSet(set_name(path), tuple(t for t, _ in picked), tuple(g for _, g in picked), labels, extra)
 
 
 def labeling_config(labels: Sequence[str]) -> str:
@@ -112,12 +119,40 @@ def labeling_config(labels: Sequence[str]) -> str:
     )
 
 
-def make_queries(labels: Sequence[str], texts: Sequence[str]) -> tuple[LabelSet, list[Query]]:
-    """The zero-shot default prompt over ``labels``, one query per text."""
+@dataclass(frozen=True)
+class BenchPrompt:
+    """The prompt every path gets: the default instruction, with ``shots`` demonstrations retrieved per task
+    (the agent's retrieval template and pool) when ``shots`` > 0."""
+
+    schema: Any
+    template: str
+    examples: dict[str, Any] | None
+
+
+def bench_prompt(labels: Sequence[str], pool: Sequence[tuple[str, str]] = (), shots: int = 0) -> BenchPrompt:
+    from agent.demos import compose
+
     schema = parse_config(labeling_config(labels))
-    control = schema.choices[0]
-    template = default_prompt(schema)
-    return control.label_set, [build_query(template, schema, {"text": t}, control) for t in texts]
+    if shots <= 0 or not pool:
+        return BenchPrompt(schema, default_prompt(schema), None)
+    entries = [{"task_id": i, "text": t, "labels": {"intent": [g]}} for i, (t, g) in enumerate(pool)]
+    return BenchPrompt(schema, compose(default_prompt(schema), schema, retrieval=True), {"pool": entries, "k": shots})
+
+
+def make_queries(
+    labels: Sequence[str], texts: Sequence[str], prompt: BenchPrompt | None = None, lead: str = "\n"
+) -> tuple[LabelSet, list[Query]]:
+    """The bench prompt (zero-shot default by default) over ``labels``, one query per text."""
+    from agent.demos import examples_for
+
+    prompt = prompt or bench_prompt(labels)
+    control = prompt.schema.choices[0]
+    datas = [{"text": t} for t in texts]
+    shots = examples_for(prompt.examples, prompt.schema, datas, lead) or [""] * len(datas)
+    queries = [
+        build_query(prompt.template, prompt.schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)
+    ]
+    return control.label_set, queries
 
 
 # -- measuring --------------------------------------------------------------------------------------
@@ -198,7 +233,9 @@ def trie_nodes(engine, label_set: LabelSet) -> int | None:
 
 def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, Any]:
     """Every measurement for one labeled set; ``engine`` is warm, ``labeler`` an ``OutlinesLabeler`` on it."""
-    label_set, queries = make_queries(data.labels, data.texts)
+    prompt = bench_prompt(data.labels, data.pool, opts.shots)
+    lead = getattr(engine, "lead", "\n")
+    label_set, queries = make_queries(data.labels, data.texts, prompt, lead)
     n = len(queries)
     k_inter = max(1, min(opts.interactive, n))
     k_rebuilt = max(1, min(opts.rebuilt, n))
@@ -213,11 +250,10 @@ def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, 
     if forget is not None:
         forget()
     # first request after the project was set up: the service warms a project on /setup and at start
-    schema = parse_config(labeling_config(data.labels))
-    warm_prompt(engine, schema, default_prompt(schema))
+    warm_prompt(engine, prompt.schema, prompt.template, prompt.examples)
     first = Samples()
     first_label = first.time(lambda: engine.decide([queries[1 % n]], label_set))[0].labels[0]
-    _, warm = make_queries(data.labels, [WARMUP_TEXT])
+    _, warm = make_queries(data.labels, [WARMUP_TEXT], prompt, lead)
     labeler.label(warm, label_set)  # builds and warms the reused Generator
     prefill(engine, warm[0])
 
@@ -502,7 +538,13 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Config: calibration={cfg['calibration']}, seed={cfg['seed']}, engine batch size={cfg['batch_size']}, "
         f"{cfg['interactive']} interactive tasks, {cfg['rebuilt']} rebuilt calls, outlines loop on "
-        f"{cfg['loop_tasks']} tasks. Zero-shot default prompt (Text + single Choices).",
+        f"{cfg['loop_tasks']} tasks. "
+        + (
+            f"Default prompt with {cfg['shots']} demonstrations retrieved per task (MiniLM) from {cfg['pool']} "
+            "other labeled rows (the agent's retrieval template; Text + single Choices)."
+            if cfg.get("shots")
+            else "Zero-shot default prompt (Text + single Choices)."
+        ),
         "",
         head,
         rule,
@@ -531,7 +573,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """``<date>_<sets>_<dtype>_<calibration>.json`` and ``.md`` in ``out_dir``."""
+    """``<date>_<sets>_<dtype>_<calibration>[_<k>shots].json`` and ``.md`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "_".join(
         [
@@ -540,6 +582,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
             report["machine"]["dtype"],
             report["config"]["calibration"],
         ]
+        + ([f"{report['config']['shots']}shots"] if report["config"].get("shots") else [])
     )
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -596,6 +639,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=settings.threads, help="torch CPU threads (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="task sampling seed")
     parser.add_argument(
+        "--shots", type=int, default=0, help="demonstrations retrieved per task from --pool other rows (default 0)"
+    )
+    parser.add_argument("--pool", type=int, default=100, help="labeled rows demonstrations come from (default 100)")
+    parser.add_argument(
         "--vllm-url",
         default=None,
         help="compare the local engine with this vLLM server on the same prompts instead (as bench-engines does)",
@@ -612,7 +659,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = args.data or list(DEFAULT_SETS)
-    sets = [load_labeled(p, args.tasks, args.seed) for p in paths]
+    sets = [load_labeled(p, args.tasks, args.seed, args.pool if args.shots else 0) for p in paths]
     torch.manual_seed(args.seed)
     load_s, (model, tokenizer, model_id) = timed(
         lambda: load_model(settings.model, settings.gguf_file, settings.device, args.dtype, settings.home, args.threads)
@@ -628,8 +675,9 @@ def run(args: argparse.Namespace) -> int:
     )
     warmup_s = warm_up(engine)
     labeler = OutlinesLabeler(engine)
-    opts = BenchOptions(args.interactive, args.rebuilt, args.loop_tasks)
+    opts = BenchOptions(args.interactive, args.rebuilt, args.loop_tasks, args.shots)
     config = {"tasks": args.tasks, "seed": args.seed, "batch_size": args.batch_size, "data": [str(p) for p in paths]}
+    config.update(shots=args.shots, pool=args.pool if args.shots else 0)
     report = run_bench(engine, labeler, sets, opts, config)
     report["load_s"], report["warmup_s"] = load_s, warmup_s
     json_path, md_path = write_report(report, args.out_dir)

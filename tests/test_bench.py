@@ -39,6 +39,19 @@ def test_load_labeled_samples_tasks_and_keeps_every_label(data_file: Path) -> No
     assert len(bench.load_labeled(data_file, tasks=100, seed=0).texts) == len(ROWS)
 
 
+def test_demonstrations_come_from_a_pool_apart_from_the_tasks(data_file: Path) -> None:
+    data = bench.load_labeled(data_file, tasks=2, seed=3, pool=4)
+    assert len(data.pool) == 4 and not set(data.texts) & {t for t, _ in data.pool}
+    prompt = bench.bench_prompt(data.labels, data.pool, shots=2)
+    label_set, queries = bench.make_queries(data.labels, data.texts, prompt)
+    assert len(label_set) == 3 and len(queries) == 2
+    for text, query in zip(data.texts, queries, strict=True):
+        assert query.body.count("Intent:\n") == 2  # two demonstrations, each answered after the lead
+        assert query.body.count(text) == 1  # the task itself, never as its own demonstration
+    zero = bench.make_queries(data.labels, data.texts)[1]
+    assert all("Intent:" not in q.body for q in zero)
+
+
 def test_percentile() -> None:
     assert bench.percentile([3.0], 95) == 3.0
     assert bench.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
@@ -54,6 +67,9 @@ def test_bench_summary_has_every_required_key(data_file: Path, tmp_path: Path) -
     data = bench.load_labeled(data_file, tasks=6, seed=0)
     opts = bench.BenchOptions(interactive=3, rebuilt=2, loop_tasks=4)
     report = bench.run_bench(engine, OutlinesLabeler(engine), [data], opts, {"tasks": 6, "seed": 0, "batch_size": 4})
+    shots = bench.load_labeled(data_file, tasks=3, seed=0, pool=3)
+    few = bench.run_bench(engine, OutlinesLabeler(engine), [shots], bench.BenchOptions(2, 1, 3, shots=2), {"pool": 3})
+    assert few["config"]["shots"] == 2 and few["sets"]["tiny-test"]["engine_single_vs_batch_agreement"] == 1.0
 
     s = report["sets"]["tiny-test"]
     assert s["labels"] == 3 and s["tasks"] == 6

@@ -31,6 +31,18 @@ def stored(db_path: Path) -> tuple[int, int]:
             return 0, 0
 
 
+def stored_now(db_path: Path) -> int:
+    """Prediction rows while the run writes; -1 when the database is busy (a poll never waits on the writer's
+    lock: a 30 s busy wait during the run's migration once let a whole run finish before the signal)."""
+    if not db_path.exists():
+        return 0
+    try:
+        with sqlite3.connect(db_path, timeout=0.05) as conn:
+            return conn.execute("SELECT COUNT(*) FROM prediction").fetchone()[0]
+    except sqlite3.OperationalError:  # locked, or not migrated yet
+        return -1
+
+
 def wait_for(condition, proc: subprocess.Popen, timeout: float = TIMEOUT) -> bool:
     """True when ``condition()`` holds; False if the process ended first."""
     deadline = time.monotonic() + timeout
@@ -78,7 +90,7 @@ def test_sigkill_at_random_points_then_rerun(job) -> None:
             time.sleep(rng.uniform(0.0, 1.5))  # anywhere in start-up: imports, model load, migration
         else:
             target = rng.randint(before + 1, TASKS - 30)
-            wait_for(lambda t=target: stored(db_path)[0] >= t, proc)
+            wait_for(lambda t=target: stored_now(db_path) >= t, proc)
             time.sleep(rng.uniform(0.0, 0.05))  # and anywhere inside the next chunk
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -104,7 +116,7 @@ def test_sigkill_at_random_points_then_rerun(job) -> None:
     assert not list(out.parent.glob(".out.json.*"))
 
 
-LONG = 4000  # tasks: the run cannot finish in the moment between the 10th stored prediction and the signal
+LONG = 8000  # tasks: the run cannot finish in the moment between the 10th stored prediction and the signal
 
 
 @pytest.mark.parametrize("job", [LONG], indirect=True)
@@ -112,7 +124,7 @@ LONG = 4000  # tasks: the run cannot finish in the moment between the 10th store
 def test_ctrl_c_or_sigterm_stops_cleanly_and_the_rerun_finishes(job, sig: signal.Signals) -> None:
     start, db_path, out, summary = job
     proc, err = start()
-    assert wait_for(lambda: stored(db_path)[0] >= 10, proc), err.read_text()
+    assert wait_for(lambda: stored_now(db_path) >= 10, proc), err.read_text()
     proc.send_signal(sig)
     code = proc.wait(TIMEOUT)
     text = err.read_text()
