@@ -55,6 +55,12 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = TIMEOUT) -> boo
     raise AssertionError("timed out")
 
 
+def _interruptible() -> None:
+    """SIGINT at its default in the run, as under a terminal's Ctrl-C. A test session started in the background
+    (nohup, `make test &`) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def job(tmp_path: Path, tiny_model_dir: Path, request: pytest.FixtureRequest):
     tasks = getattr(request, "param", TASKS)
@@ -70,7 +76,9 @@ def job(tmp_path: Path, tiny_model_dir: Path, request: pytest.FixtureRequest):
     def start() -> tuple[subprocess.Popen, Path]:
         err = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
         with err.open("wb") as f:
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=f, cwd=tmp_path)
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=f, cwd=tmp_path, preexec_fn=_interruptible
+            )
         return proc, err
 
     return start, db_path, out, summary
