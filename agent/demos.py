@@ -102,16 +102,24 @@ def render(entry: dict[str, Any], schema: ProjectSchema, lead: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def retrieve(pool: Pool, texts: list[str], k: int, exclude: set[int] = frozenset()) -> list[list[int]]:
-    """Indices into ``pool`` of the ``k`` entries most similar to each text, least similar first."""
+def retrieve(
+    pool: Pool, texts: list[str], k: int, exclude: set[int] = frozenset(), own: list[int | None] | None = None
+) -> list[list[int]]:
+    """Indices into ``pool`` of the ``k`` entries most similar to each text, least similar first.
+
+    ``exclude``: task ids no text may retrieve; ``own``: each text's own task id, which only it may not
+    retrieve (leave-one-out scoring of a pool that holds the scored tasks).
+    """
     usable = [i for i, e in enumerate(pool) if e.get("task_id") not in exclude]
     if not usable or not texts or k <= 0:
         return [[] for _ in texts]
     pool_vecs = embeddings.embed([pool[i]["text"] for i in usable])
     sims = embeddings.embed(texts) @ pool_vecs.T
+    ids = [pool[i].get("task_id") for i in usable]
     out = []
-    for row in sims:
-        top = np.argsort(-row, kind="stable")[:k]
+    for n, row in enumerate(sims):
+        mine = own[n] if own is not None else None
+        top = [j for j in np.argsort(-row, kind="stable") if mine is None or ids[j] != mine][:k]
         out.append([usable[j] for j in top[::-1]])
     return out
 
@@ -122,6 +130,7 @@ def examples_for(
     datas: list[dict[str, Any]],
     lead: str,
     exclude: set[int] = frozenset(),
+    own: list[int | None] | None = None,
 ) -> list[str] | None:
     """The ``{examples}`` text for each task under a version's ``examples``; None when it has no pool."""
     if not examples or not examples.get("pool"):
@@ -129,7 +138,7 @@ def examples_for(
     pool: Pool = examples["pool"]
     to_name = schema.choices[0].to_name if schema.choices else None
     texts = [task_text(schema, d, to_name) for d in datas]
-    chosen = retrieve(pool, texts, int(examples.get("k", 8)), exclude)
+    chosen = retrieve(pool, texts, int(examples.get("k", 8)), exclude, own)
     return ["".join(render(pool[i], schema, lead) for i in idx) for idx in chosen]
 
 

@@ -132,10 +132,8 @@ def score(
     started = time.perf_counter()
     datas = [t.data for t in tasks]
     lead = getattr(engine, "lead", " ")
-    if leave_one_out and examples and examples.get("pool"):
-        shots = [examples_for(examples, schema, [t.data], lead, exclude | {t.task_id})[0] for t in tasks]
-    else:
-        shots = examples_for(examples, schema, datas, lead, exclude)
+    own = [t.task_id for t in tasks] if leave_one_out else None
+    shots = examples_for(examples, schema, datas, lead, exclude, own)
     preds = predict(schema, [t.as_task() for t in tasks], template, shots)
     seconds = time.perf_counter() - started
     labels = [p.labels for p in preds]

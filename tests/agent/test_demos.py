@@ -55,6 +55,10 @@ def test_retrieval_puts_the_most_similar_last_and_honours_exclusions(schema) -> 
     assert order[-1] == 1  # index of task 2
     [order] = retrieve(pool, ["someone stole my debit card"], k=3, exclude={2})
     assert 1 not in order and len(order) == 2
+    texts = ["someone stole my debit card", "my debit card was stolen"]  # the second is pool task 2 itself
+    first, second = retrieve(pool, texts, k=3, own=[None, 2])
+    assert first[-1] == 1 and len(first) == 3  # another text may retrieve task 2
+    assert 1 not in second and len(second) == 2  # but not task 2 itself
     shots = examples_for({"pool": pool, "k": 1}, schema, [{"text": "a loan for my house"}], "\n")
     assert shots == ["Text:\nhow much does a mortgage cost\nIntent:\nloan\n\n"]
     assert examples_for(None, schema, [{"text": "x"}], "\n") is None

@@ -68,3 +68,22 @@ def test_start_warms_known_projects_before_ready(
     assert cached(tiny_engine, "2", db_url) == (True, True)
     tiny_engine.forget()
     assert warm_known_projects(tiny_engine, limit=1) == 1  # only the most recently updated
+
+
+def test_a_repeated_setup_does_no_model_work(client: TestClient, ls: dict, tiny_engine: LocalEngine) -> None:
+    """Label Studio calls /setup whenever the project's model settings are opened: only a change warms."""
+    assert client.post("/setup", json=ls["setup"]).status_code == 200
+    wait_for_warmers()
+    calls: list[int] = []
+    decide = tiny_engine.decide
+    tiny_engine.decide = lambda queries, label_set: calls.append(len(queries)) or decide(queries, label_set)
+    try:
+        assert client.post("/setup", json=ls["setup"]).status_code == 200
+        wait_for_warmers()
+        assert calls == []
+        changed = ls["setup"]["schema"].replace("AddDependent", "AddADependent")
+        assert client.post("/setup", json={**ls["setup"], "schema": changed}).status_code == 200
+        wait_for_warmers()
+        assert calls == [1]
+    finally:
+        del tiny_engine.decide

@@ -21,7 +21,10 @@ def setup(body: SetupRequest, session: SessionDep) -> SetupResponse:
     """Parse the labeling config (422 if unusable), store the project, name the current model version."""
     schema = parse_config(body.label_config, settings.prompt_prefix, settings.response_name)
     project_id = project_key(body.project, body.label_config)
+    known = repo.get_project(session, project_id)
+    changed = known is None or known.label_config != body.label_config
     repo.upsert_project(session, project_id, body.label_config)
     version = ensure_prompt(session, project_id, schema)
-    runtime.warm_soon(project_id)  # the first /predict then pays no compile or cold prefix cost
+    if changed:  # Label Studio calls /setup again and again: warm a new project or a new config only
+        runtime.warm_soon(project_id)  # the first /predict then pays no compile or cold prefix cost
     return SetupResponse(model_version=model_version(version.id, runtime.model_id()))
