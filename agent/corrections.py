@@ -8,15 +8,14 @@ from typing import Any
 
 from sqlmodel import Session, col, delete, func, select
 
-from agent.demos import examples_for_tasks
 from agent.evaluate import Predict, direct_predictor
-from agent.models import Correction
-from agent.tasks import remember_tasks, task_data
 from constraints.base import Engine
 from service.labeling import ProjectSchema
+from service.predictor import Prompt, prepare
 from service.projects import ensure_prompt
 from service.store import repo
-from service.store.models import Annotation, AnnotationPublic, Prediction, PredictionCreate, utcnow
+from service.store.models import Annotation, AnnotationPublic, Correction, Prediction, utcnow
+from service.store.tasks import remember_tasks, task_data
 from service.versions import model_version
 
 log = logging.getLogger(__name__)
@@ -46,20 +45,9 @@ def _prediction(
     if data is None:
         log.warning("project %s task %s: no prediction and no task data; correction not recorded", project_id, task_id)
         return None
-    task = {"id": task_id, "data": data}
-    pred = predict(schema, [task], version.text, examples_for_tasks(engine, schema, version.examples, [task]))[0]
-    row = PredictionCreate(
-        project_id=project_id,
-        task_id=task_id,
-        prompt_version_id=version.id,
-        model_version=mv,
-        labels=pred.labels,
-        response=pred.response,
-        result=pred.result,
-        score=pred.score,
-        latency_s=pred.latency_s,
-    )
-    return repo.save_predictions(session, [row])[0]
+    tasks, prompt = [{"id": task_id, "data": data}], Prompt.of(version)
+    pred = predict(schema, tasks, prompt, prepare(engine, schema, tasks, prompt))[0]
+    return repo.save_predictions(session, [pred.row(project_id, task_id, version.id, mv)])[0]
 
 
 def record_corrections(

@@ -13,26 +13,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.demos import examples_for
-from agent.tasks import AnnotatedTask
 from constraints.base import Engine
+from constraints.errors import Conflict
 from service.labeling import ProjectSchema
-from service.predictor import TaskPrediction, predict_tasks
+from service.predictor import LeaveOut, Prompt, TaskContext, TaskPrediction, decide, prepare
 from service.prompting import build_query
+from service.store.tasks import AnnotatedTask
 
 TEST_NAME = "McNemar exact test (two-sided binomial on discordant pairs)"
 
-# (schema, tasks, prompt, per-task examples) -> predictions; the service passes one through its model queue
-Predict = Callable[[ProjectSchema, list[dict[str, Any]], str, list[str] | None], list[TaskPrediction]]
+# The model half of the decision path on prepared tasks: (schema, tasks, prompt, ``prepare``'s contexts) ->
+# predictions. ``direct_predictor`` calls ``decide``; the service passes one through its model queue.
+Predict = Callable[[ProjectSchema, list[dict[str, Any]], Prompt, list[TaskContext]], list[TaskPrediction]]
 
 
-class NoAnnotations(RuntimeError):
+class NoAnnotations(Conflict):
     """A refinement was asked for a project without annotated tasks to learn from (the API answers 409)."""
 
 
 def direct_predictor(engine: Engine) -> Predict:
-    def predict(schema, tasks, prompt, examples):
-        return predict_tasks(engine, schema, tasks, prompt, examples=examples)
+    def predict(schema, tasks, prompt, contexts):
+        return decide(engine, schema, tasks, prompt, contexts)
 
     return predict
 
@@ -130,19 +131,17 @@ def score(
     holds every annotated task serves new ones.
     """
     started = time.perf_counter()
-    datas = [t.data for t in tasks]
-    lead = getattr(engine, "lead", " ")
-    own = [t.task_id for t in tasks] if leave_one_out else None
-    shots = examples_for(examples, schema, datas, lead, exclude, own)
-    preds = predict(schema, [t.as_task() for t in tasks], template, shots)
+    prompt = Prompt(template, examples)
+    as_tasks = [t.as_task() for t in tasks]
+    contexts = prepare(engine, schema, as_tasks, prompt, LeaveOut(frozenset(exclude), own=leave_one_out))
+    preds = predict(schema, as_tasks, prompt, contexts)
     seconds = time.perf_counter() - started
     labels = [p.labels for p in preds]
     tokens = 0
     if schema.choices and tasks:
         control = schema.choices[0]
-        for i, d in enumerate(datas):
-            query = build_query(template, schema, d, control, examples=shots[i] if shots else "")
-            tokens += engine.count_tokens(query.text)
+        for t, c in zip(tasks, contexts, strict=True):
+            tokens += engine.count_tokens(build_query(template, schema, t.data, control, examples=c.shots).text)
     return Scored(
         labels,
         [correct(p, t.gold) for p, t in zip(labels, tasks, strict=True)],

@@ -13,16 +13,18 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from agent.config import agent_settings
 from agent.corrections import record_corrections, withdraw
 from agent.evaluate import NoAnnotations, Predict
 from agent.loop import RefinementBusy, Worker, maybe_refine, project_schema, request_refinement
-from agent.models import Correction, RefinementRun
-from agent.tasks import remember_tasks
 from constraints.base import Engine
-from service import events
 from service.labeling import ProjectSchema
-from service.store.models import Annotation, AnnotationPublic
+from service.predictor import Prompt, TaskContext
+from service.runtime import events, host
+from service.runtime.queue import Overloaded
+from service.settings import settings
+from service.store.db import sql_engine
+from service.store.models import Annotation, AnnotationPublic, Correction, RefinementRun
+from service.store.tasks import remember_tasks
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,11 @@ __all__ = ["install", "refine_now", "remember_tasks", "start_training", "worker"
 
 def queued_predictor(engine: Engine) -> Predict:
     """Model calls through the service's bounded model queue (batch priority), retried while it is full."""
-    from service import runtime
-    from service.errors import Overloaded
 
-    def predict(schema: ProjectSchema, tasks: list[dict[str, Any]], prompt: str, examples: list[str] | None):
+    def predict(schema: ProjectSchema, tasks: list[dict[str, Any]], prompt: Prompt, contexts: list[TaskContext]):
         while True:
             try:
-                future = runtime.batcher().submit((engine, schema, prompt, False), tasks, examples, interactive=False)
+                future = host.submit(engine, schema, tasks, prompt, contexts)
             except Overloaded:
                 time.sleep(1.0)
                 continue
@@ -49,15 +49,11 @@ def queued_predictor(engine: Engine) -> Predict:
 
 
 def _default_sessions() -> Session:
-    from service.store.db import get_engine
-
-    return Session(get_engine())
+    return Session(sql_engine())
 
 
 def _default_engine() -> Engine:
-    from service import runtime
-
-    return runtime.get_engine()
+    return host.ready_engine()
 
 
 def worker() -> Worker:
@@ -72,7 +68,7 @@ def install(agent_worker: Worker | None = None) -> Worker:
     global _worker
     if agent_worker is not None:
         _worker = agent_worker
-    if not agent_settings.enabled:
+    if not settings.agent.enabled:
         log.info("the agent is off (PROMPTER_AGENT_ENABLED=false)")
         return worker()
     if on_annotation_saved not in events.on_annotation_saved:

@@ -19,27 +19,27 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from agent.config import AgentSettings, agent_settings
 from agent.corrections import latest_correction_id, list_corrections, new_disagreements
 from agent.evaluate import NoAnnotations, Predict, compare, direct_predictor, score, split
-from agent.models import RUNNING, Proposal, RefinementRun
 from agent.strategies import Candidate, Context, Mistake, StrategyError, registry
-from agent.tasks import annotated_tasks
 from constraints.base import Engine
+from constraints.errors import Conflict, NotFound, PrompterError
+from service.demonstrations import pool_from_tasks
 from service.labeling import ConfigError, ProjectSchema, parse_config
 from service.projects import ensure_prompt
-from service.settings import settings as service_settings
+from service.settings import AgentSettings, settings
 from service.store import repo
-from service.store.models import utcnow
+from service.store.models import RUNNING, Proposal, RefinementRun, utcnow
+from service.store.tasks import annotated_tasks
 
 log = logging.getLogger(__name__)
 
 
-class RefinementBusy(RuntimeError):
+class RefinementBusy(Conflict):
     """Another refinement of the project is running (the API answers 409)."""
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(PrompterError):
     """This run's lease expired and another run took the project over."""
 
 
@@ -61,7 +61,7 @@ def start_run(session: Session, project_id: str, trigger: str, lease_seconds: fl
         .execution_options(synchronize_session="fetch")  # SQLite hands back naive datetimes: compare in SQL
     )
     if repo.get_project(session, project_id) is None:
-        raise KeyError(f"no project {project_id}")
+        raise NotFound(f"no project {project_id}")
     run = RefinementRun(
         project_id=project_id,
         trigger=trigger,
@@ -128,7 +128,7 @@ def project_schema(session: Session, project_id: str) -> ProjectSchema:
     if project is None or not project.label_config:
         raise NoAnnotations(f"project {project_id} is not set up: no labeling config")
     try:
-        schema = parse_config(project.label_config, service_settings.prompt_prefix, service_settings.response_name)
+        schema = parse_config(project.label_config, settings.prompt_prefix, settings.response_name)
     except ConfigError as exc:
         raise NoAnnotations(f"project {project_id}: {exc}") from None
     if not schema.choices:
@@ -179,8 +179,6 @@ def _with_validation_in_pool(examples: dict[str, Any] | None, schema, validation
     """The pool shipped: the validated pool plus the validation tasks (a refit on every annotation)."""
     if not examples or not examples.get("pool") or not cfg.refit_pool:
         return examples
-    from agent.demos import pool_from_tasks
-
     have = {e["task_id"] for e in examples["pool"]}
     extra = [e for e in pool_from_tasks(schema, validation) if e["task_id"] not in have]
     return {**examples, "pool": sorted(examples["pool"] + extra, key=lambda e: e["task_id"])}
@@ -200,7 +198,7 @@ def refine(
     Raises NoAnnotations before anything is written when there is nothing to learn from, RefinementBusy when
     another refinement holds the lease. A strategy that fails leaves a ``failed`` proposal with its reason.
     """
-    cfg = cfg or agent_settings
+    cfg = cfg or settings.agent
     predict = predict or direct_predictor(engine)
     if run is None:
         check_refinable(session, project_id)
@@ -391,7 +389,7 @@ def request_refinement(
 
     NoAnnotations or RefinementBusy are raised here, synchronously, so the API can answer 409 with the reason.
     """
-    cfg = cfg or agent_settings
+    cfg = cfg or settings.agent
     check_refinable(session, project_id)
     run = start_run(session, project_id, trigger, cfg.lease_seconds)
     worker.submit(run_leased, worker, project_id, run.id, cfg)
@@ -400,7 +398,7 @@ def request_refinement(
 
 def maybe_refine(worker: Worker, session: Session, project_id: str, cfg: AgentSettings | None = None) -> bool:
     """Start a refinement when enough new disagreements arrived since the last one; True if one started."""
-    cfg = cfg or agent_settings
+    cfg = cfg or settings.agent
     last = session.exec(
         select(RefinementRun).where(RefinementRun.project_id == project_id).order_by(col(RefinementRun.id).desc())
     ).first()

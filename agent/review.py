@@ -1,6 +1,6 @@
 """Review operations, framework-free: list and read proposals, accept or reject them, roll back, diff.
 
-The REST layer maps ``LookupError`` to 404 and ``NotPending`` / ``ReviewError`` to 409.
+The REST layer maps ``NotFound`` to 404 and ``NotPending`` / ``ReviewError`` to 409 (``service.api.errors``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from agent.models import Proposal
+from constraints.errors import BadInput, Conflict, NotFound
 from service.store import repo
-from service.store.models import PromptVersion, utcnow
+from service.store.models import PromptVersion, Proposal, utcnow
 
 
-class ReviewError(RuntimeError):
+class ReviewError(Conflict):
     """A review action that conflicts with the current state (409)."""
 
 
@@ -35,7 +35,7 @@ def list_proposals(session: Session, project_id: str, status: str | None = None)
 def get_proposal(session: Session, proposal_id: int) -> Proposal:
     proposal = session.get(Proposal, proposal_id)
     if proposal is None:
-        raise LookupError(f"no proposal {proposal_id}")
+        raise NotFound(f"no proposal {proposal_id}")
     return proposal
 
 
@@ -91,7 +91,7 @@ def accept_proposal(session: Session, proposal_id: int, decided_by: str | None =
 def reject_proposal(session: Session, proposal_id: int, reason: str, decided_by: str | None = None) -> Proposal:
     """Reject a pending proposal with the reviewer's reason; NotPending if it was already decided."""
     if not reason or not reason.strip():
-        raise ValueError("a rejection needs a reason")
+        raise BadInput("a rejection needs a reason")
     proposal = _claim(session, proposal_id, "rejected", decided_by, reason.strip())
     session.commit()
     session.refresh(proposal)
@@ -102,7 +102,7 @@ def rollback(session: Session, project_id: str, version_id: int) -> PromptVersio
     """Make an older version of ``project_id`` the active one again."""
     version = session.get(PromptVersion, version_id)
     if version is None or version.project_id != project_id:
-        raise LookupError(f"project {project_id} has no prompt version {version_id}")
+        raise NotFound(f"project {project_id} has no prompt version {version_id}")
     return repo.activate_prompt(session, version_id)
 
 
@@ -134,7 +134,7 @@ def diff_versions(session: Session, from_id: int, to_id: int) -> str:
     """Unified diff from one prompt version to another (text, then the demonstration pool)."""
     a, b = session.get(PromptVersion, from_id), session.get(PromptVersion, to_id)
     if a is None or b is None:
-        raise LookupError(f"no prompt version {from_id if a is None else to_id}")
+        raise NotFound(f"no prompt version {from_id if a is None else to_id}")
     return unified_diff(a.text, a.examples, b.text, b.examples, f"version {a.id}", f"version {b.id}")
 
 
@@ -143,7 +143,7 @@ def diff_proposal(session: Session, proposal_id: int) -> str:
     proposal = get_proposal(session, proposal_id)
     base = session.get(PromptVersion, proposal.base_version_id)
     if base is None:
-        raise LookupError(f"no prompt version {proposal.base_version_id}")
+        raise NotFound(f"no prompt version {proposal.base_version_id}")
     return unified_diff(
         base.text, base.examples, proposal.text, proposal.examples, f"version {base.id}", f"proposal {proposal.id}"
     )

@@ -20,23 +20,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from sqlmodel import Session
 
-from agent import embeddings, review
-from agent.config import AgentSettings, agent_settings
+from agent import review
 from agent.corrections import record_corrections
-from agent.demos import examples_for_tasks
 from agent.evaluate import correct
 from agent.loop import refine
-from agent.tasks import remember_tasks
 from constraints.base import Engine
-from service.labeling import ProjectSchema, parse_config
-from service.predictor import predict_tasks
+from constraints.engines import load_engine
+from service import embeddings
+from service.labeling import ProjectSchema, choices_config, parse_config
+from service.predictor import Prompt, label_tasks, prepare
 from service.projects import ensure_prompt
+from service.prompting import build_query
+from service.settings import AgentSettings, settings
 from service.store import db, repo
-from service.store.models import AnnotationCreate, PredictionCreate, PromptVersion
+from service.store.models import AnnotationCreate, PromptVersion
+from service.store.tasks import remember_tasks
 from service.versions import model_version
 
 PROJECT = "simulate"
@@ -66,15 +67,6 @@ def read_jsonl(path: Path) -> tuple[list[Row], bool]:
         else:
             raise ValueError(f"{path}:{n}: no 'label' or 'labels'")
     return rows, multiple
-
-
-def label_config(labels: list[str], multiple: bool, control: str) -> str:
-    choices = "".join(f"<Choice value={quoteattr(x)}/>" for x in labels)
-    kind = "multiple" if multiple else "single"
-    return (
-        f'<View><Text name="text" value="$text"/>'
-        f'<Choices name={quoteattr(control)} toName="text" choice="{kind}">{choices}</Choices></View>'
-    )
 
 
 # -- baselines on the same corrections ------------------------------------------------------------------
@@ -130,8 +122,7 @@ class Simulation:
         return [{"id": start + i, "data": {"text": r.text}} for i, r in enumerate(rows)]
 
     def predict(self, version: PromptVersion, tasks: list[dict[str, Any]]):
-        shots = examples_for_tasks(self.engine, self.schema, version.examples, tasks)
-        return predict_tasks(self.engine, self.schema, tasks, version.text, examples=shots)
+        return label_tasks(self.engine, self.schema, tasks, Prompt.of(version))
 
     def score(self, version: PromptVersion, heldout: list[Row], latency_tasks: int) -> VersionScore:
         """Held-out accuracy (tasks never stored) and the p50 of one-task interactive calls; cached per version."""
@@ -146,16 +137,12 @@ class Simulation:
             started = time.perf_counter()
             self.predict(version, [task])
             seconds.append(time.perf_counter() - started)
-        shots = examples_for_tasks(self.engine, self.schema, version.examples, tasks[:latency_tasks]) or [""] * len(
-            seconds
-        )
-        from service.prompting import build_query
-
+        contexts = prepare(self.engine, self.schema, tasks[:latency_tasks], Prompt.of(version))
         tokens = [
             self.engine.count_tokens(
-                build_query(version.text, self.schema, t["data"], self.schema.choices[0], examples=s).text
+                build_query(version.text, self.schema, t["data"], self.schema.choices[0], examples=c.shots).text
             )
-            for t, s in zip(tasks[:latency_tasks], shots, strict=True)
+            for t, c in zip(tasks[:latency_tasks], contexts, strict=True)
         ]
         result = VersionScore(accuracy, statistics.median(seconds) if seconds else 0.0, statistics.mean(tokens or [0]))
         self._scores[version.id] = result
@@ -170,15 +157,8 @@ class Simulation:
         mv = model_version(version.id, self.engine.model_id)
         preds = self.predict(version, tasks)
         repo.save_predictions(
-            self.session,
-            [
-                PredictionCreate(
-                    project_id=PROJECT, task_id=t["id"], prompt_version_id=version.id, model_version=mv,
-                    labels=p.labels, result=p.result, score=p.score, latency_s=p.latency_s,
-                )
-                for t, p in zip(tasks, preds, strict=True)
-            ],
-        )  # fmt: skip
+            self.session, [p.row(PROJECT, t["id"], version.id, mv) for t, p in zip(tasks, preds, strict=True)]
+        )
         for task, row in zip(tasks, rows, strict=True):
             annotation = repo.upsert_annotation(
                 self.session,
@@ -206,14 +186,14 @@ def run(
     ``labels`` is the whole label set (default: the labels seen in ``train`` and ``heldout``).
     """
     labels = labels or sorted({x for r in train + heldout for x in r.labels})
-    schema = parse_config(label_config(labels, multiple, control))
+    schema = parse_config(choices_config(labels, multiple, control))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prompter-simulate-") as folder:
         url = f"sqlite:///{Path(folder) / 'simulate.sqlite3'}"
         db.migrate(url)
         try:
-            with Session(db.get_engine(url)) as session:
-                repo.upsert_project(session, PROJECT, label_config(labels, multiple, control))
+            with Session(db.sql_engine(url)) as session:
+                repo.upsert_project(session, PROJECT, choices_config(labels, multiple, control))
                 sim = Simulation(engine, schema, session, cfg)
                 default = ensure_prompt(session, PROJECT, schema)
                 base = sim.score(default, heldout, latency_tasks)
@@ -368,14 +348,11 @@ def run_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
     if not train or not heldout:
         print("simulate: need at least one correction and one held-out task", file=sys.stderr)
         return 2
-    cfg = agent_settings.model_copy(update={"seed": args.seed})
+    cfg = settings.agent.model_copy(update={"seed": args.seed})
     if args.strategies:
         cfg = cfg.model_copy(update={"strategies": [s.strip() for s in args.strategies.split(",") if s.strip()]})
         AgentSettings.model_validate(cfg.model_dump())  # refuse unknown strategy names
     if engine is None:
-        from constraints.engines import load_engine
-        from service.settings import settings
-
         engine = load_engine(settings)
     summary = run(engine, train, heldout, multiple, args.rounds, cfg, latency_tasks=args.latency_tasks, labels=labels)
     summary["data"] = str(args.data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from constraints.errors import BadInput, Unavailable
 from constraints.labelset import LabelSet
 
 
@@ -35,15 +36,15 @@ class Decision:
     probs: dict[str, float] = field(default_factory=dict)  # single: P(label); multiple: P(label applies)
 
 
-class EngineNotReady(RuntimeError):
+class EngineNotReady(Unavailable):
     """The model is still loading."""
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(Unavailable):
     """The model server cannot answer now (down, timed out, failing); the request may be retried later."""
 
 
-class EngineRefused(ValueError):
+class EngineRefused(BadInput):
     """The model server refused a request (a prompt over its context length, a model it does not serve)."""
 
 

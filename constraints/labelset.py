@@ -6,6 +6,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from constraints.errors import BadInput
+
 REGEX_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
 
 
@@ -14,7 +16,7 @@ def _escape(text: str) -> str:
     return REGEX_SPECIAL.sub(r"\\\1", text)
 
 
-class LabelSetError(ValueError):
+class LabelSetError(BadInput):
     """A label set that cannot be turned into a constraint (empty, duplicated labels...)."""
 
 

@@ -197,7 +197,7 @@ class LocalEngine(LabelDecider):
 
 
 def load_engine(settings) -> LocalEngine:
-    from constraints.loading import load_model
+    from constraints.loading import load_model  # the GGUF converter: only when a model is loaded
 
     model, tokenizer, model_id = load_model(
         settings.model, settings.gguf_file, settings.device, settings.dtype, settings.home, settings.threads

@@ -369,7 +369,7 @@ def _detail(response: httpx.Response) -> str:
 
 def tokenizer_source(settings) -> tuple[Any, dict[str, Any]]:
     """Where the tokenizer of ``settings.model`` lives: the embedded model's folder, a directory or a model id."""
-    from constraints.loading import EMBEDDED, embedded_model_dir
+    from constraints.loading import EMBEDDED, embedded_model_dir  # torch and the GGUF converter: only when loading
 
     if settings.model == EMBEDDED:
         return embedded_model_dir(settings.home), {}
@@ -380,7 +380,7 @@ def load_engine(settings) -> VLLMEngine:
     """A VLLMEngine on ``settings.vllm_url``, checked against the server (model served, same tokenizer)."""
     from transformers import AutoTokenizer
 
-    from constraints.loading import EMBEDDED, EMBEDDED_NAME
+    from constraints.loading import EMBEDDED, EMBEDDED_NAME  # torch: only when an engine is built
 
     source, kwargs = tokenizer_source(settings)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

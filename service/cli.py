@@ -17,14 +17,14 @@ from service.settings import settings
 # name -> (help, "module:configure")
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("run the Label Studio ML backend (HTTP)", "service.cli:configure_serve"),
-    "demo": ("Label Studio + Prompter on loopback with a sample project", "service.demo:configure"),
+    "demo": ("Label Studio + Prompter on loopback with a sample project", "service.demo.run:configure"),
     "label": ("label a task file or a Label Studio project offline (resumable)", "service.offline.label:configure"),
     "eval": ("evaluate prompt versions against ground truth", "service.offline.eval:configure"),
     "simulate": ("run the agent loop offline on a labeled JSONL", "agent.simulate:configure"),
-    "bench": ("the engine against outlines and a bare prefill, side by side", "service.bench:configure"),
+    "bench": ("the engine against outlines and a bare prefill, side by side", "service.bench.outlines:configure"),
     "bench-engines": (
         "the local and the vLLM engine on the same prompts, in one run",
-        "service.bench_engines:configure",
+        "service.bench.engines:configure",
     ),
 }
 
@@ -47,7 +47,7 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from service.app import create_app
+    from service.api.app import create_app  # the web stack: only for `serve` (see the module's docstring)
 
     level = (args.log_level or settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

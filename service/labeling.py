@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from label_studio_sdk.label_interface import LabelInterface
 from label_studio_sdk.label_interface.control_tags import ChoicesTag, TextAreaTag
 
+from constraints.errors import BadInput
 from constraints.labelset import LabelSet, LabelSetError
 
 TEXT_OBJECTS = {"text", "hypertext", "paragraphs"}
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A labeling config Prompter cannot label with; the message says why."""
 
 
@@ -134,3 +137,20 @@ def parse_config(xml: str, prompt_prefix: str = "prompt", response_name: str | N
     if not choices and response is None:
         raise ConfigError("the labeling config has no Choices and no response TextArea for Prompter to fill")
     return ProjectSchema(tuple(objects), tuple(choices), prompt, response)
+
+
+def choices_config(labels: Sequence[str], multiple: bool = False, control: str = "label") -> str:
+    """A labeling config of one Text object (task data key ``text``) and one Choices control over ``labels``:
+    what ``prompter label``/``eval`` build from ``--labels``, and the benchmarks and ``prompter simulate`` use."""
+    if not labels:
+        raise ConfigError("no labels given")
+    choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
+    mode = 'choice="multiple"' if multiple else 'choice="single" required="true"'
+    return (
+        "<View>\n"
+        '  <Text name="text" value="$text"/>\n'
+        f'  <Choices name={quoteattr(control)} toName="text" {mode}>\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )

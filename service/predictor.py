@@ -1,18 +1,60 @@
-"""From Label Studio tasks to predictions: render the prompt, ask the engine, build the regions."""
+"""The one decision path: (tasks, prompt version) -> predictions, for every caller.
+
+``/predict`` (through the model queue), warming, corrections, refinements, ``prompter label``, ``prompter
+eval`` and ``prompter simulate`` all call ``label_tasks``, or its two halves: ``prepare`` (checks the tasks and
+retrieves each one's demonstrations from the version's pool, before any model work) and ``decide`` (the model
+and the Label Studio regions). The queue runs ``prepare`` before queuing and ``decide`` in its worker.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from constraints.base import Decision, Engine
+from constraints.errors import BadInput
+from service.demonstrations import answer_lead, examples_for
 from service.labeling import ProjectSchema
 from service.prompting import build_query, render_value
+from service.store.models import PredictionCreate, as_task_id
 
 
-class TaskDataError(ValueError):
+class TaskDataError(BadInput):
     """A task Prompter cannot label (missing data key, empty or too long text); says which and why."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a prompt version decides with: its template and its demonstration pool (``{"pool", "k"}``).
+
+    Equal (and hashed) by text and version id: the queue batches requests under equal prompts together.
+    """
+
+    text: str
+    examples: dict[str, Any] | None = field(default=None, compare=False)
+    version_id: int | None = None
+
+    @classmethod
+    def of(cls, version: Any) -> Prompt:
+        """From a stored ``PromptVersion`` (or anything with ``text``, ``examples`` and ``id``)."""
+        return cls(version.text, version.examples, version.id)
+
+
+@dataclass(frozen=True)
+class LeaveOut:
+    """Pool entries a task may not see: ``exclude`` for every task; ``own`` each task its own id (a pool that
+    holds the scored tasks, scored as it will serve new ones)."""
+
+    exclude: frozenset[int] = frozenset()
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What ``prepare`` found for one task, before any model work."""
+
+    shots: str = ""  # the template's ``{examples}``: the task's retrieved demonstrations
 
 
 @dataclass
@@ -23,6 +65,20 @@ class TaskPrediction:
     response: str | None
     latency_s: float
     probs: dict[str, dict[str, float]] | None = None  # control name -> label -> probability
+
+    def row(self, project_id: str, task_id: int | None, prompt_version_id: int, model_version: str) -> PredictionCreate:
+        """The stored form of this prediction."""
+        return PredictionCreate(
+            project_id=project_id,
+            task_id=task_id,
+            prompt_version_id=prompt_version_id,
+            model_version=model_version,
+            labels=self.labels,
+            response=self.response,
+            result=self.result,
+            score=self.score,
+            latency_s=self.latency_s,
+        )
 
 
 def check_tasks(schema: ProjectSchema, tasks: list[Any], max_chars: int) -> list[dict[str, Any]]:
@@ -47,34 +103,50 @@ def check_tasks(schema: ProjectSchema, tasks: list[Any], max_chars: int) -> list
     return out
 
 
-def predict_tasks(
+def _task_ids(tasks: list[Any]) -> list[int | None]:
+    return [as_task_id(t.get("id")) if isinstance(t, dict) else None for t in tasks]
+
+
+def prepare(
     engine: Engine,
     schema: ProjectSchema,
     tasks: list[Any],
-    prompt: str,
+    prompt: Prompt,
+    leave_out: LeaveOut | None = None,
     max_chars: int = 20_000,
-    response_max_tokens: int = 0,
-    examples: list[str] | None = None,
-) -> list[TaskPrediction]:
-    """One prediction per task, same order; batched per Choices control.
-
-    ``examples`` (one string per task) fills the prompt's ``{examples}`` variable.
-    """
+) -> list[TaskContext]:
+    """Check the tasks (TaskDataError names the first bad one) and retrieve their demonstrations."""
     datas = check_tasks(schema, tasks, max_chars)
+    leave_out = leave_out or LeaveOut()
+    own = _task_ids(tasks) if leave_out.own else None
+    shots = examples_for(prompt.examples, schema, datas, answer_lead(engine), set(leave_out.exclude), own)
+    return [TaskContext(shots=s) for s in shots] if shots is not None else [TaskContext() for _ in datas]
+
+
+def decide(
+    engine: Engine,
+    schema: ProjectSchema,
+    tasks: list[Any],
+    prompt: Prompt,
+    contexts: list[TaskContext],
+    response_max_tokens: int = 0,
+) -> list[TaskPrediction]:
+    """One prediction per prepared task, same order; the model batched per Choices control."""
+    datas = [t["data"] for t in tasks]
     if not datas:
         return []
-    shots = examples if examples is not None else [""] * len(datas)
+    shots = [c.shots for c in contexts]
     started = time.perf_counter()
     decisions: dict[str, list[Decision]] = {}
     for control in schema.choices:
-        queries = [build_query(prompt, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)]
+        queries = [build_query(prompt.text, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)]
         decisions[control.name] = engine.decide(queries, control.label_set)
 
     responses: list[str | None] = [None] * len(datas)
     if schema.response and response_max_tokens > 0:
         queries = []
         for i, d in enumerate(datas):
-            base = build_query(prompt, schema, d, None, examples=shots[i])
+            base = build_query(prompt.text, schema, d, None, examples=shots[i])
             answered = "".join(
                 f"{c.name.capitalize()}: {', '.join(c.label_set.name_of(x) for x in decisions[c.name][i].labels)}\n"
                 for c in schema.choices
@@ -100,10 +172,24 @@ def predict_tasks(
             result.append(_region(r.name, r.to_name, "textarea", {"text": [responses[i]]}))
         if schema.prompt:
             p = schema.prompt
-            result.append(_region(p.name, p.to_name, "textarea", {"text": [prompt]}))
+            result.append(_region(p.name, p.to_name, "textarea", {"text": [prompt.text]}))
         score = min(scores) if scores else 1.0
         out.append(TaskPrediction(result, score, labels, responses[i], latency, probs))
     return out
+
+
+def label_tasks(
+    engine: Engine,
+    schema: ProjectSchema,
+    tasks: list[Any],
+    prompt: Prompt,
+    leave_out: LeaveOut | None = None,
+    max_chars: int = 20_000,
+    response_max_tokens: int = 0,
+) -> list[TaskPrediction]:
+    """``prepare`` then ``decide``, in this thread (callers outside the service's model queue)."""
+    contexts = prepare(engine, schema, tasks, prompt, leave_out, max_chars)
+    return decide(engine, schema, tasks, prompt, contexts, response_max_tokens)
 
 
 def _region(from_name: str, to_name: str, kind: str, value: dict) -> dict:

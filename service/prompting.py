@@ -113,3 +113,9 @@ def build_query(
     if cue is None:
         cue = f"{_title(control.name)}:" if control else "Answer:"
     return Query(prefix=prefix, body=body, cue=cue)
+
+
+def task_text(schema: ProjectSchema, data: dict[str, Any], control_to_name: str | None = None) -> str:
+    """The text the model reads for a task: the object a Choices control labels (the first by default)."""
+    obj = schema.object_for(control_to_name) if control_to_name else schema.objects[0]
+    return render_value(obj, data.get(obj.value_key))

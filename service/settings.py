@@ -1,4 +1,5 @@
-"""All configuration, read once from the environment (prefix ``PROMPTER_``)."""
+"""All configuration, read once from the environment: ``settings`` (prefix ``PROMPTER_``), the agent's group
+as ``settings.agent`` (prefix ``PROMPTER_AGENT_``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,54 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".cache" / "prompter"
+
+
+StrategyName = Literal["retrieval", "fixed_demos", "definitions", "rewrite"]
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROMPTER_AGENT_", extra="ignore")
+
+    enabled: bool = Field(default=True, description="Record corrections and refine prompts in the background.")
+    disagreements_trigger: int = Field(
+        default=10, ge=1, description="Start a refinement after this many new disagreements in a project."
+    )
+    strategies: list[StrategyName] = Field(
+        default=["retrieval", "fixed_demos", "definitions", "rewrite"], description="Strategies tried per refinement."
+    )
+
+    # Evaluation
+    seed: int = Field(default=0, description="Seed of the examples/validation split and of sampling.")
+    validation_fraction: float = Field(
+        default=0.4, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation (never shown)."
+    )
+    max_validation: int = Field(default=200, ge=1, description="Validation tasks scored at most per candidate.")
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="McNemar p-value a candidate must beat.")
+
+    # Demonstrations
+    demos_k: int = Field(default=8, ge=1, le=64, description="Demonstrations retrieved per task.")
+    refit_pool: bool = Field(
+        default=True,
+        description="An accepted retrieval pool also holds the validation tasks (validated without them, "
+        "shipped with every annotation, as a cross-validated model is refit on all data).",
+    )
+    demo_token_budget: int = Field(default=400, ge=16, description="Tokens the fixed demonstrations may take.")
+    definition_examples: int = Field(default=2, ge=1, description="Annotated examples quoted per label definition.")
+    confused_pairs: int = Field(default=5, ge=1, description="Confused label pairs the definitions address.")
+
+    # Rewrite by an LLM
+    teacher_url: str | None = Field(
+        default=None, description="OpenAI-compatible server (vLLM, llama.cpp, Ollama); None: the local model."
+    )
+    teacher_model: str = Field(default="default", description="Model name sent to the teacher.")
+    teacher_api: Literal["chat", "completions"] = "chat"
+    teacher_timeout_s: float = Field(default=60.0, gt=0.0)
+    teacher_api_key: str | None = None
+    rewrite_max_tokens: int = Field(default=160, ge=8, le=2048)
+    rewrite_failures: int = Field(default=8, ge=1, description="Failing examples shown to the rewriter.")
+
+    # Background work
+    lease_seconds: float = Field(default=900.0, gt=0.0, description="A running refinement's lease, renewed as it goes.")
 
 
 class Settings(BaseSettings):
@@ -84,6 +133,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("BASIC_AUTH_PASS", "PROMPTER_BASIC_AUTH_PASS")
     )
     log_level: str = "info"
+
+    # The agent (PROMPTER_AGENT_*)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

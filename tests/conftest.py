@@ -56,7 +56,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.fixture
 def session(db_url: str) -> Iterator[Session]:
-    with Session(db.get_engine(db_url)) as s:
+    with Session(db.sql_engine(db_url)) as s:
         yield s
 
 
@@ -73,11 +73,11 @@ def tiny_engine():
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
     """The engine, webhook hooks and latency samples are process-wide: start each test from nothing."""
-    from service import events, runtime
-    from service.telemetry import latencies
+    from service.api.telemetry import latencies
+    from service.runtime import events, host
 
     def clear() -> None:
-        runtime.set_engine(None)
+        host.set_engine(None)
         events.on_annotation_saved.clear()
         events.on_annotations_deleted.clear()
         events.on_engine_ready.clear()

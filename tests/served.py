@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from service.processes import PrompterServer
+from service.demo.processes import PrompterServer
 from tests.tiny_model import tiny_model
 
 LABELS = ("loan", "card", "credit card")

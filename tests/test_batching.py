@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from service.batching import MicroBatcher
-from service.errors import Overloaded
 from service.predictor import TaskPrediction
+from service.runtime.queue import MicroBatcher, Overloaded
 
 
 class Recorder:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from constraints.local import LocalEngine
-from service import bench
+from service.bench import outlines as bench
 from tests.tiny_model import tiny_model
 
 ROWS = [

@@ -7,8 +7,8 @@ import httpx
 
 from constraints.local import LocalEngine
 from constraints.vllm import VLLMEngine
-from service.bench import LabeledSet
-from service.bench_engines import markdown, run_compare
+from service.bench.engines import markdown, run_compare
+from service.bench.outlines import LabeledSet
 from tests.test_vllm_client import FakeVLLM
 from tests.tiny_model import tiny_model
 

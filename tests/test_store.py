@@ -12,24 +12,25 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
+from constraints.errors import NotFound
 from service.store import db, repo
 from service.store.models import AnnotationCreate, EvaluationCreate, Prediction, PredictionCreate
 
 pytestmark = pytest.mark.databases  # every test using db_url runs on SQLite and on PostgreSQL
 
 TABLES = {"project", "prompt_version", "prediction", "annotation", "alembic_version"}
-AGENT_TABLES = {"task_data", "correction", "refinement_run", "proposal"}  # migration 0002 (agent/models.py)
+AGENT_TABLES = {"task_data", "correction", "refinement_run", "proposal"}  # migration 0002 (service/store/models.py)
 EVAL_TABLES = {"evaluation"}  # migration 0003
 
 
 def test_migration_creates_schema(db_url: str) -> None:
-    inspector = sa.inspect(db.get_engine(db_url))
+    inspector = sa.inspect(db.sql_engine(db_url))
     assert set(inspector.get_table_names()) == TABLES | AGENT_TABLES | EVAL_TABLES
     columns = {c["name"] for c in inspector.get_columns("prediction")}
     assert {"project_id", "task_id", "model_version", "labels", "result", "score", "latency_s"} <= columns
     uniques = inspector.get_unique_constraints("prediction")
     assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
-    with db.get_engine(db_url).connect() as conn:
+    with db.sql_engine(db_url).connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -40,20 +41,20 @@ def test_migration_is_idempotent(db_url: str, session: Session) -> None:
     repo.upsert_project(session, "3", "<View/>")
     db.migrate(db_url)
     db.migrate(db_url)
-    with Session(db.get_engine(db_url)) as fresh:
+    with Session(db.sql_engine(db_url)) as fresh:
         assert repo.get_project(fresh, "3").label_config == "<View/>"
 
 
 def test_models_match_migrated_schema(db_url: str) -> None:
-    with db.get_engine(db_url).connect() as conn:
+    with db.sql_engine(db_url).connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
 
 
 def test_evaluation_migration_downgrades_and_upgrades_again(db_url: str) -> None:
-    with Session(db.get_engine(db_url)) as session:  # closed before the downgrade: PostgreSQL would wait for it
+    with Session(db.sql_engine(db_url)) as session:  # closed before the downgrade: PostgreSQL would wait for it
         repo.upsert_project(session, "3", "<View/>")
-    engine = db.get_engine(db_url)
+    engine = db.sql_engine(db_url)
     config = db.alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -66,7 +67,7 @@ def test_evaluation_migration_downgrades_and_upgrades_again(db_url: str) -> None
 
 
 def test_one_active_version_migration_keeps_the_newest_and_then_refuses_two(db_url: str) -> None:
-    engine = db.get_engine(db_url)
+    engine = db.sql_engine(db_url)
     config = db.alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -97,7 +98,7 @@ def test_one_active_version_migration_keeps_the_newest_and_then_refuses_two(db_u
 def test_migrate_works_on_a_fresh_file_without_ini(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'nested' / 'other.sqlite3'}"
     db.migrate(url)
-    assert "prompt_version" in sa.inspect(db.get_engine(url)).get_table_names()
+    assert "prompt_version" in sa.inspect(db.sql_engine(url)).get_table_names()
     db.dispose_engine()
 
 
@@ -153,7 +154,7 @@ def test_activate_prompt_keeps_exactly_one_active(session: Session) -> None:
     again = repo.record_prompt(session, "1", "one", "annotator", activate=True)
     assert again.id == v1.id
     assert [v.id for v in repo.list_prompt_versions(session, "1") if v.is_active] == [v1.id]
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         repo.activate_prompt(session, 999)
 
 
@@ -259,7 +260,7 @@ def test_concurrent_saves_of_one_task_keep_one_row(db_url: str, session: Session
     rounds, barrier, errors = 15, threading.Barrier(2), []
 
     def writer(label: str) -> None:
-        with Session(db.get_engine(db_url)) as own:
+        with Session(db.sql_engine(db_url)) as own:
             for task in range(rounds):
                 barrier.wait(timeout=30)
                 try:

@@ -3,8 +3,8 @@ else a definition built from annotated examples of the label; then which pairs n
 
 from __future__ import annotations
 
-from agent.demos import DEFINITIONS, compose, split_sections
-from agent.strategies import Candidate, Context
+from agent.strategies.base import Candidate, Context
+from service.demonstrations import DEFINITIONS, compose, split_sections
 
 NAME = "definitions"
 QUOTE_CHARS = 120

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from agent import embeddings
-from agent.demos import EXAMPLES, compose, split_sections
-from agent.strategies import Candidate, Context
+from agent.strategies.base import Candidate, Context
+from service import embeddings
+from service.demonstrations import EXAMPLES, compose, split_sections
 
 NAME = "fixed_demos"
 

@@ -6,8 +6,8 @@ The candidate keeps the base instruction, puts ``{examples}`` right before the t
 
 from __future__ import annotations
 
-from agent.demos import compose, pool_from_tasks, split_sections
-from agent.strategies import Candidate, Context
+from agent.strategies.base import Candidate, Context
+from service.demonstrations import compose, pool_from_tasks, split_sections
 
 NAME = "retrieval"
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
-from agent.demos import compose, split_sections
-from agent.strategies import Candidate, Context, StrategyError
-from agent.teacher import TeacherError, ask
+from agent.strategies.base import Candidate, Context, StrategyError
+from agent.strategies.teacher import TeacherError, ask
 from constraints.base import Query
+from service.demonstrations import compose, split_sections
 
 NAME = "rewrite"
 MAX_CHARS = 2_000

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends
+from sqlmodel import Session
 
-from constraints.base import Engine
-from service import runtime
-from service.store.db import SessionDep
+from service.store.db import sql_engine
 
-EngineDep = Annotated[Engine, Depends(runtime.get_engine)]
 
-__all__ = ["EngineDep", "SessionDep"]
+def get_session() -> Iterator[Session]:
+    with Session(sql_engine()) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

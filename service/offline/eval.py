@@ -25,7 +25,7 @@ from constraints.base import Engine
 from service.labeling import ChoiceControl, ConfigError, ProjectSchema
 from service.offline import metrics
 from service.offline.eval_store import save_results
-from service.offline.label import Labeled, LabelSummary, Plan, label_tasks, stored_predictions
+from service.offline.label import Labeled, LabelSummary, RunPlan, label_items, stored_predictions
 from service.offline.project import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -41,6 +41,7 @@ from service.offline.project import (
 )
 from service.offline.report import write_report
 from service.offline.tasks_io import InputError, InputTask, read_text, write_json_atomic
+from service.predictor import Prompt
 from service.settings import settings
 from service.store import repo
 from service.store.models import PromptVersion
@@ -273,8 +274,8 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
             summary, predictions, mv = stored_only(session, source, version.id, gold.items)
         else:
             mv = model_version(version.id, engine.model_id)
-            plan = Plan(source.project_id, source.schema, version.id, version.text, mv)
-            summary, predictions = label_tasks(
+            plan = RunPlan(source.project_id, source.schema, Prompt.of(version), mv)
+            summary, predictions = label_items(
                 engine,
                 session,
                 plan,

@@ -1,6 +1,7 @@
 """`prompter label`: label every task of a file or a Label Studio project with the local model, resumably.
 
-Tasks run through the service's own path (``predict_tasks`` on the same engine) in chunks; each chunk's
+Tasks run through the service's own decision path (``service.predictor.label_tasks``, the prompt version's
+demonstrations included) in chunks; each chunk's
 predictions are committed to the store before the next starts, keyed by (project, task id, model version).
 A rerun skips what is stored, so an interrupted run (Ctrl-C, crash, kill) loses at most the chunk in flight
 and never duplicates a prediction. Outputs are written at the end: predictions imported into the Label Studio
@@ -38,10 +39,10 @@ from service.offline.project import (
     say,
 )
 from service.offline.tasks_io import InputError, InputTask, read_text, remove_stale_partials, write_json_atomic
-from service.predictor import TaskDataError, TaskPrediction, check_tasks, predict_tasks
+from service.predictor import Prompt, TaskDataError, TaskPrediction, check_tasks, label_tasks
 from service.settings import settings
 from service.store import repo
-from service.store.models import Prediction, PredictionCreate
+from service.store.models import Prediction
 from service.versions import model_version
 
 PROG = "prompter label"
@@ -49,13 +50,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What every task of one run is labeled with."""
+class RunPlan:
+    """What every task of one run is labeled with: the prompt version with its demonstration pool, as
+    ``/predict`` labels with it."""
 
     project_id: str
     schema: ProjectSchema
-    prompt_id: int
-    prompt: str
+    prompt: Prompt
     model_version: str
 
 
@@ -111,21 +112,8 @@ def stored_predictions(session: Session, project_id: str, version: str) -> dict[
     }
 
 
-def _store(session: Session, plan: Plan, pairs: list[tuple[InputTask, TaskPrediction]]) -> dict[int, Labeled]:
-    rows = [
-        PredictionCreate(
-            project_id=plan.project_id,
-            task_id=item.id,
-            prompt_version_id=plan.prompt_id,
-            model_version=plan.model_version,
-            labels=p.labels,
-            response=p.response,
-            result=p.result,
-            score=p.score,
-            latency_s=p.latency_s,
-        )
-        for item, p in pairs
-    ]
+def _store(session: Session, plan: RunPlan, pairs: list[tuple[InputTask, TaskPrediction]]) -> dict[int, Labeled]:
+    rows = [p.row(plan.project_id, item.id, plan.prompt.version_id, plan.model_version) for item, p in pairs]
     try:
         repo.save_predictions(session, rows)  # one transaction: the whole chunk is stored, or none of it
     except SQLAlchemyError as exc:
@@ -153,11 +141,14 @@ def describe(item: InputTask) -> str:
 
 
 def _predict(
-    engine: Engine, plan: Plan, chunk: list[InputTask], summary: LabelSummary, max_chars: int, response_tokens: int
+    engine: Engine, plan: RunPlan, chunk: list[InputTask], summary: LabelSummary, max_chars: int, response_tokens: int
 ) -> list[tuple[InputTask, TaskPrediction]]:
     """Predictions for a chunk; if the model fails on it, task by task, so one bad task fails alone."""
     try:
-        preds = predict_tasks(engine, plan.schema, [i.task for i in chunk], plan.prompt, max_chars, response_tokens)
+        tasks = [i.task for i in chunk]
+        preds = label_tasks(
+            engine, plan.schema, tasks, plan.prompt, max_chars=max_chars, response_max_tokens=response_tokens
+        )
         return list(zip(chunk, preds, strict=True))
     except EngineUnavailable:
         raise  # the model server is down: stop (a rerun resumes), never mark its tasks failed
@@ -172,10 +163,10 @@ def _predict(
     return pairs
 
 
-def label_tasks(
+def label_items(
     engine: Engine,
     session: Session,
-    plan: Plan,
+    plan: RunPlan,
     items: list[InputTask],
     *,
     chunk_size: int | None = None,
@@ -343,7 +334,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         engine.batch_size = args.batch_size
     load_seconds = time.perf_counter() - load_started
     version = project_prompt(session, source, prompt_text)
-    plan = Plan(source.project_id, source.schema, version.id, version.text, model_version(version.id, engine.model_id))
+    plan = RunPlan(source.project_id, source.schema, Prompt.of(version), model_version(version.id, engine.model_id))
 
     post = source.studio is not None and not args.no_post
     known: dict[int, Labeled] = {}
@@ -362,7 +353,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
                 posted += source.studio.post_predictions((tid, p.for_label_studio()) for tid, p in new.items())
 
     say(PROG, f"{len(source.items)} tasks from {source.description}; model version {plan.model_version}")
-    summary, results = label_tasks(
+    summary, results = label_items(
         engine,
         session,
         plan,
@@ -390,7 +381,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         **summary.as_dict(),
         "project_id": plan.project_id,
         "source": source.description,
-        "prompt_version_id": plan.prompt_id,
+        "prompt_version_id": plan.prompt.version_id,
         "model_version": plan.model_version,
         "batch_size": getattr(engine, "batch_size", None),
         "chunk_size": args.chunk_size or getattr(engine, "batch_size", None),

@@ -19,6 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from constraints.base import Engine, EngineUnavailable
+from constraints.engines import load_engine
+from constraints.errors import PrompterError
 from service.labeling import ConfigError, ProjectSchema, parse_config
 from service.offline.studio import StudioError, StudioProject, open_project
 from service.offline.tasks_io import (
@@ -46,11 +48,11 @@ EXIT_PARTIAL = 3  # the run finished, but some tasks could not be labeled
 EXIT_INTERRUPTED = 130
 
 
-class StoreError(RuntimeError):
+class StoreError(PrompterError):
     """The prediction store cannot be opened or written."""
 
 
-class ModelError(RuntimeError):
+class ModelError(PrompterError):
     """The model cannot be loaded."""
 
 
@@ -206,7 +208,7 @@ def open_store(path: str | None) -> Session:
     url = f"sqlite:///{Path(path).expanduser().resolve()}" if path else settings.resolved_database_url()
     try:
         db.migrate(url)
-        return Session(db.get_engine(url))
+        return Session(db.sql_engine(url))
     except (SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cannot open the prediction store {url}: {exc}") from None
 
@@ -228,8 +230,6 @@ def project_prompt(session: Session, source: Source, text: str | None) -> Prompt
 
 def load_engine_for(args: argparse.Namespace) -> Engine:
     """The model engine the service would load, with ``--model`` / ``--batch-size`` applied."""
-    from constraints.engines import load_engine
-
     update = {}
     if args.model:
         update["model"] = args.model

@@ -10,13 +10,15 @@ import httpx
 from label_studio_sdk import LabelStudio, PredictionRequest
 from label_studio_sdk.core.api_error import ApiError
 
-from service.offline.tasks_io import InputTask, task_id
+from constraints.errors import PrompterError
+from service.offline.tasks_io import InputTask
+from service.store.models import as_task_id
 
 PAGE_SIZE = 500
 POST_BATCH = 500
 
 
-class StudioError(RuntimeError):
+class StudioError(PrompterError):
     """Label Studio cannot be reached, refuses the key, or has no such project; the message says which."""
 
 
@@ -40,7 +42,7 @@ class StudioProject:
             raise self._fail(exc, "listing the tasks of") from None
         items = []
         for task in raw:
-            ident = task_id(task.get("id"))
+            ident = as_task_id(task.get("id"))
             if ident is None:
                 continue
             items.append(InputTask(ident, task, f"task {ident}"))

@@ -16,12 +16,15 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
+
+from constraints.errors import BadInput
+from service.labeling import choices_config
+from service.store.models import as_task_id
 
 GOLD_KEYS = ("label", "labels")
 
 
-class InputError(ValueError):
+class InputError(BadInput):
     """A file or option an offline command cannot use; the message says which and why."""
 
 
@@ -32,17 +35,6 @@ class InputTask:
     where: str  # "line 12", "item 3", "task 17": how messages name it
     gold: list[str] | None = None  # labels given on a labeled line (`label` / `labels`)
     error: str | None = None  # why this item cannot be labeled at all (not JSON, not an object...)
-
-
-def task_id(value: Any) -> int | None:
-    """An integer task id from an int or a string of digits; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _gold(record: dict[str, Any]) -> list[str] | None:
@@ -61,7 +53,7 @@ def to_input_task(element: Any, position: int, where: str) -> InputTask:
     if not isinstance(element, dict):
         kind = type(element).__name__
         return InputTask(position, {}, where, error=f"{where}: expected a JSON object with the task, got a {kind}")
-    own_id = task_id(element.get("id"))
+    own_id = as_task_id(element.get("id"))
     ident = own_id if own_id is not None else position
     if "data" in element:
         return InputTask(ident, dict(element), where, gold=_gold(element))
@@ -144,20 +136,11 @@ def read_labels_file(path: str | Path) -> list[str]:
 
 
 def labels_config(labels: Iterable[str], multiple: bool = False) -> str:
-    """A Text + Choices labeling config for ``labels`` (task data key ``text``, control ``label``)."""
+    """The ``--labels`` config (control ``label``); InputError when no labels are given."""
     labels = list(labels)
     if not labels:
         raise InputError("no labels given")
-    choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
-    mode = 'choice="multiple"' if multiple else 'choice="single" required="true"'
-    return (
-        "<View>\n"
-        '  <Text name="text" value="$text"/>\n'
-        f'  <Choices name="label" toName="text" {mode}>\n'
-        f"{choices}\n"
-        "  </Choices>\n"
-        "</View>\n"
-    )
+    return choices_config(labels, multiple)
 
 
 def gold_labels(items: Iterable[InputTask]) -> list[str]:

@@ -1,24 +1,22 @@
-"""One database engine per process, Alembic migrations run in code, and the session dependency."""
+"""One SQLAlchemy engine per process and Alembic migrations run in code (the store imports no web framework)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from fastapi import Depends
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
-import agent.models  # noqa: F401  (the agent's tables on the same metadata)
+import service.store.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from service.settings import settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x50524F4D  # PostgreSQL advisory lock key ("PROM") held while migrating
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 
@@ -49,7 +47,7 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
-def get_engine(url: str | None = None) -> Engine:
+def sql_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: the configured database); replaced if the URL changes."""
     global _engine
     url = url or settings.resolved_database_url()
@@ -84,18 +82,10 @@ def migrate(url: str | None = None) -> None:
     On PostgreSQL replicas starting together take turns (an advisory lock held until the migration commits):
     the first migrates, the others find the schema at head. SQLite's write lock already serialises them.
     """
-    engine = get_engine(url)
+    engine = sql_engine(url)
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-
-
-def get_session() -> Iterator[Session]:
-    with Session(get_engine()) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, delete, select
 
+from constraints.errors import NotFound
 from service.store.models import (
     PROMPT_SOURCES,
     Annotation,
@@ -180,10 +181,10 @@ def record_prompt(
 
 
 def activate_prompt(session: Session, version_id: int) -> PromptVersion:
-    """Make ``version_id`` its project's only active version; KeyError if there is no such version."""
+    """Make ``version_id`` its project's only active version; NotFound if there is no such version."""
     version = session.get(PromptVersion, version_id)
     if version is None:
-        raise KeyError(f"no prompt version {version_id}")
+        raise NotFound(f"no prompt version {version_id}")
     lock_project(session, version.project_id)
     set_active(session, version)
     session.commit()

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 from sqlmodel import Session
 
-from agent.config import AgentSettings
 from agent.corrections import record_corrections
 from constraints.base import Decision, Query
 from constraints.labelset import LabelSet
 from service.labeling import ProjectSchema, parse_config
+from service.settings import AgentSettings
 from service.store import repo
 from service.store.models import AnnotationCreate
 
@@ -136,7 +136,7 @@ def seed(session: Session, schema: ProjectSchema) -> Seed:
             if record:
                 record_corrections(session, engine, schema, project, annotation, task=task)
             else:
-                from agent.tasks import remember_tasks
+                from service.store.tasks import remember_tasks
 
                 remember_tasks(session, project, [task])
             ids.append(annotation.id)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from agent.corrections import list_corrections, new_disagreements, record_corrections, withdraw
-from agent.models import Correction
-from agent.tasks import annotated_tasks, remember_tasks
 from service.prompting import default_prompt
 from service.store import repo
-from service.store.models import AnnotationCreate, Prediction, PredictionCreate
+from service.store.models import AnnotationCreate, Correction, Prediction, PredictionCreate
+from service.store.tasks import annotated_tasks, remember_tasks
 from service.versions import model_version
 from tests.agent.conftest import CONFIG
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.demos import (
+from service.demonstrations import (
     DEFINITIONS,
     EXAMPLES,
     compose,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agent.evaluate import Scored, compare, correct, label_f1, macro_f1, mcnemar_exact, split
-from agent.tasks import AnnotatedTask
+from service.store.tasks import AnnotatedTask
 
 
 def tasks(n: int, start: int = 1) -> list[AnnotatedTask]:
@@ -88,16 +88,16 @@ def test_compare_reports_fixes_breaks_and_per_label_changes() -> None:
 
 def test_leave_one_out_scoring_never_shows_a_task_its_own_label(stub_engine, schema) -> None:
     """A pool holding every annotated task is scored as it serves: each task retrieves from all but itself."""
-    from agent.demos import pool_from_tasks
     from agent.evaluate import score
+    from service.demonstrations import pool_from_tasks
     from tests.agent.conftest import labeled
 
     annotated = [AnnotatedTask(i, {"text": t}, {"intent": [g]}) for i, (t, g) in enumerate(labeled()[:12], start=1)]
     examples = {"pool": pool_from_tasks(schema, annotated), "k": 3}
     seen: list[list[str]] = []
 
-    def predict(schema_, tasks_, prompt, shots):
-        seen.extend([shots] if shots else [])
+    def predict(schema_, tasks_, prompt, contexts):
+        seen.append([c.shots for c in contexts])
         return [type("P", (), {"labels": {"intent": ["loan"]}})() for _ in tasks_]
 
     score(predict, stub_engine, schema, "{examples}{text}", examples, annotated[:6], set(), leave_one_out=True)

@@ -6,14 +6,13 @@ import pytest
 from sqlmodel import Session, select
 
 from agent import review
-from agent.config import AgentSettings
-from agent.demos import examples_for_tasks
 from agent.evaluate import TEST_NAME, NoAnnotations, split
 from agent.loop import RefinementBusy, Worker, refine, request_refinement, start_run
-from agent.models import Proposal, RefinementRun
-from agent.tasks import annotated_tasks
-from service.predictor import predict_tasks
+from service.predictor import Prompt, label_tasks, prepare
+from service.settings import AgentSettings
 from service.store import repo
+from service.store.models import Proposal, RefinementRun
+from service.store.tasks import annotated_tasks
 
 
 def test_refinement_proposes_retrieval_and_accepting_activates_it(session: Session, schema, stub_engine, cfg, seed):
@@ -49,9 +48,9 @@ def test_refinement_proposes_retrieval_and_accepting_activates_it(session: Sessi
 
     # the accepted prompt labels new tasks with retrieved demonstrations
     tasks = [{"id": 99, "data": {"text": "my debit card never arrived"}}]
-    shots = examples_for_tasks(stub_engine, schema, version.examples, tasks)
-    assert shots[0].count("Intent:\n") == cfg.demos_k
-    pred = predict_tasks(stub_engine, schema, tasks, version.text, examples=shots)[0]
+    contexts = prepare(stub_engine, schema, tasks, Prompt.of(version))
+    assert contexts[0].shots.count("Intent:\n") == cfg.demos_k
+    pred = label_tasks(stub_engine, schema, tasks, Prompt.of(version))[0]
     assert pred.labels == {"intent": ["card"]}
 
 

@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import Session, select
 
 from agent import review
-from agent.models import Proposal
+from constraints.errors import NotFound
 from service.store import db, repo
-from service.store.models import PromptVersion
+from service.store.models import PromptVersion, Proposal
 
 
 def make_proposal(session: Session, text: str = "Pick the intent.\n\n{examples}Text:\n{text}\n") -> Proposal:
@@ -31,7 +31,7 @@ def make_proposal(session: Session, text: str = "Pick the intent.\n\n{examples}T
 
 @pytest.mark.databases
 def test_two_concurrent_accepts_one_wins(db_url: str) -> None:
-    engine = db.get_engine(db_url)
+    engine = db.sql_engine(db_url)
     with Session(engine) as s:
         proposal_id = make_proposal(s).id
     barrier = threading.Barrier(2)
@@ -73,7 +73,7 @@ def test_accept_copies_the_pool_and_supersedes_other_pending(session: Session) -
     assert second.status == "superseded"
     with pytest.raises(review.NotPending, match="it is superseded"):
         review.accept_proposal(session, second.id)
-    with pytest.raises(LookupError):
+    with pytest.raises(NotFound):
         review.accept_proposal(session, 999)
 
 
@@ -100,7 +100,7 @@ def test_rollback_activates_an_older_version(session: Session) -> None:
     assert back.id == base_id and back.is_active
     assert repo.active_prompt(session, "1").id == base_id
     assert [v.id for v in review.prompt_history(session, "1")] == [base_id, accepted.id]
-    with pytest.raises(LookupError):
+    with pytest.raises(NotFound):
         review.rollback(session, "other", base_id)
 
 
@@ -116,5 +116,5 @@ def test_diff_between_versions_and_for_a_proposal(session: Session) -> None:
         f"proposal {proposal.id}", f"version {version.id}"
     ) == diff.replace(f"proposal {proposal.id}", f"version {version.id}")
     assert review.diff_versions(session, version.id, version.id) == ""
-    with pytest.raises(LookupError):
+    with pytest.raises(NotFound):
         review.diff_versions(session, version.id, 12345)

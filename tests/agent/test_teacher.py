@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlmodel import Session
 
-from agent.config import AgentSettings
 from agent.loop import refine
-from agent.models import RefinementRun
-from agent.teacher import TeacherError, ask, endpoint
+from agent.strategies.teacher import TeacherError, ask, endpoint
+from service.settings import AgentSettings
+from service.store.models import RefinementRun
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import settings
 
 CAPTURED = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "ls_requests.json"

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import settings
 
 try:  # FastAPI >= 0.16x keeps included routers lazily; this yields their routes with the full path

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from service.app import create_app
+from service.api.app import create_app
 from service.store import db, repo
 from tests.pg_cluster import PostgresCluster
 
@@ -26,7 +26,7 @@ def _project_id(client: TestClient, body: dict[str, Any]) -> str:
     assert client.post("/setup", json=body).status_code == 200
     projects = client.get("/metrics").json()["projects"]
     assert projects == 1
-    with Session(db.get_engine()) as session:
+    with Session(db.sql_engine()) as session:
         return repo.list_projects(session)[0].id
 
 

@@ -6,7 +6,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from constraints.vllm import VLLMEngine
-from service import runtime
+from service.runtime import host
 from tests.tiny_model import tiny_tokenizer
 
 
@@ -14,7 +14,7 @@ def test_vllm_down_is_a_503_with_retry_after_and_the_reason(client: TestClient, 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
-    runtime.set_engine(VLLMEngine("http://vllm.test", tiny_tokenizer(), "tiny", transport=httpx.MockTransport(refuse)))
+    host.set_engine(VLLMEngine("http://vllm.test", tiny_tokenizer(), "tiny", transport=httpx.MockTransport(refuse)))
     assert client.post("/setup", json=ls["setup"]).status_code == 200
     response = client.post("/predict", json=ls["predict_interactive"])
     assert response.status_code == 503, response.text
@@ -27,7 +27,7 @@ def test_a_prompt_the_vllm_server_refuses_is_a_422_with_its_reason(client: TestC
         message = "This model's maximum context length is 2048 tokens. However, you requested 2300 tokens."
         return httpx.Response(400, json={"error": {"message": message}})
 
-    runtime.set_engine(VLLMEngine("http://vllm.test", tiny_tokenizer(), "tiny", transport=httpx.MockTransport(refuse)))
+    host.set_engine(VLLMEngine("http://vllm.test", tiny_tokenizer(), "tiny", transport=httpx.MockTransport(refuse)))
     assert client.post("/setup", json=ls["setup"]).status_code == 200
     response = client.post("/predict", json=ls["predict_interactive"])
     assert response.status_code == 422, response.text

@@ -5,8 +5,8 @@ import time
 
 from fastapi.testclient import TestClient
 
-from service import runtime
-from service.app import create_app
+from service.api.app import create_app
+from service.runtime import host
 
 
 def test_health_ready(client: TestClient) -> None:
@@ -28,14 +28,14 @@ def test_health_while_loading_answers_at_once(db_url: str) -> None:
         raise RuntimeError("never mind")
 
     with TestClient(create_app(load_model=False)) as client:
-        runtime.start_loading(slow_loader)
+        host.start_loading(slow_loader)
         started = time.perf_counter()
         body = client.get("/health").json()
         assert time.perf_counter() - started < 0.5
         assert body["status"] == "UP" and body["model_state"] == "loading"
         release.set()
         for _ in range(100):
-            if runtime.state().state != "loading":
+            if host.state().state != "loading":
                 break
             time.sleep(0.01)
         body = client.get("/health").json()
@@ -45,11 +45,11 @@ def test_health_while_loading_answers_at_once(db_url: str) -> None:
 
 def test_background_loading_installs_the_engine(db_url: str, tiny_engine) -> None:
     with TestClient(create_app(load_model=False)) as client:
-        runtime.start_loading(lambda: tiny_engine).join(5)
+        host.start_loading(lambda: tiny_engine).join(5)
         body = client.get("/health").json()
     assert body["model_state"] == "ready"
     assert body["model_id"] == tiny_engine.model_id
-    assert runtime.state().load_seconds is not None
+    assert host.state().load_seconds is not None
 
 
 def test_metrics_counts_and_latencies(client: TestClient, ls: dict) -> None:

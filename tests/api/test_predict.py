@@ -15,7 +15,7 @@ def _labels(ls: dict) -> set[str]:
 
 
 def _stored(db_url: str) -> list[Prediction]:
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         return list(session.exec(select(Prediction).order_by(Prediction.task_id)))
 
 
@@ -64,7 +64,7 @@ def test_predict_for_project_never_set_up(client: TestClient, ls: dict, db_url: 
     body = ls["predict_batch"] | {"project": "42.1700000000"}
     response = client.post("/predict", json=body)
     assert response.status_code == 200
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         assert repo.get_project(session, "42").label_config == body["label_config"]
         version = repo.active_prompt(session, "42")
     assert version.source == "default"
@@ -81,7 +81,7 @@ def test_interactive_prompt_is_a_new_model_version(client: TestClient, ls: dict,
     regions = {r["from_name"]: r for r in result["result"]}
     assert regions["prompt"]["value"]["text"] == ["Classify the customer's intent."]
     assert regions["response"]["type"] == "textarea" and regions["response"]["value"]["text"][0].strip()
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         versions = repo.list_prompt_versions(session, "1")
         assert [(v.source, v.is_active) for v in versions] == [("default", True), ("annotator", False)]
         assert versions[1].text == "Classify the customer's intent."
@@ -95,13 +95,13 @@ def test_multiline_context_prompt_is_joined(client: TestClient, ls: dict, db_url
     body = ls["predict_interactive"]
     body["params"]["context"]["result"][0]["value"]["text"] = ["Line one.", "Line two."]
     assert client.post("/predict", json=body).status_code == 200
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         texts = [v.text for v in repo.list_prompt_versions(session, "1")]
     assert "Line one.\nLine two." in texts
 
 
 def test_active_prompt_is_used(client: TestClient, ls: dict, db_url: str) -> None:
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         version = repo.record_prompt(session, "1", "Pick the intent of {dialogue}.", "user", activate=True)
     results = client.post("/predict", json=ls["predict_batch"]).json()["results"]
     assert {r["model_version"] for r in results} == {f"prompt-{version.id}@test/tiny-gemma3"}
@@ -198,17 +198,17 @@ def test_loading_model_is_503_with_retry_after(loading_client: TestClient, ls: d
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert "loading" in response.json()["detail"]
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         assert repo.list_prompt_versions(session, "1") == []  # nothing recorded for a request not served
 
 
 def test_model_error_is_503_with_reason(loading_client: TestClient, ls: dict) -> None:
-    from service import runtime
+    from service.runtime import host
 
     def broken():
         raise OSError("weights not found")
 
-    runtime.start_loading(broken).join(5)
+    host.start_loading(broken).join(5)
     response = loading_client.post("/predict", json=ls["predict_batch"])
     assert response.status_code == 503
     assert "Retry-After" not in response.headers
@@ -216,13 +216,13 @@ def test_model_error_is_503_with_reason(loading_client: TestClient, ls: dict) ->
 
 
 def test_overloaded_is_503_with_retry_after(client: TestClient, ls: dict, monkeypatch) -> None:
-    from service import runtime
-    from service.errors import Overloaded
+    from service.runtime import host
+    from service.runtime.queue import Overloaded
 
     async def full(*args, **kwargs):
         raise Overloaded("the queue is full", retry_after=7)
 
-    monkeypatch.setattr(runtime, "run_predictions", full)
+    monkeypatch.setattr(host, "run_predictions", full)
     response = client.post("/predict", json=ls["predict_batch"])
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"
@@ -230,13 +230,13 @@ def test_overloaded_is_503_with_retry_after(client: TestClient, ls: dict, monkey
 
 
 def test_internal_error_hides_the_trace(db_url: str, tiny_engine, ls: dict, monkeypatch, caplog) -> None:
-    from service import runtime
-    from service.app import create_app
+    from service.api.app import create_app
+    from service.runtime import host
 
     async def crash(*args, **kwargs):
         raise ZeroDivisionError("secret internals")
 
-    monkeypatch.setattr(runtime, "run_predictions", crash)
+    monkeypatch.setattr(host, "run_predictions", crash)
     with TestClient(create_app(engine=tiny_engine), raise_server_exceptions=False) as client:
         client.post("/setup", json=ls["setup"])
         response = client.post("/predict", json=ls["predict_batch"])

@@ -12,15 +12,13 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from agent import hooks
-from agent.config import agent_settings
 from agent.evaluate import TEST_NAME, Scored, compare
 from agent.loop import Worker, start_run
-from agent.models import Proposal
-from agent.tasks import AnnotatedTask, remember_tasks
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import settings
 from service.store import db, repo
-from service.store.models import AnnotationCreate, Prediction
+from service.store.models import AnnotationCreate, Prediction, Proposal
+from service.store.tasks import AnnotatedTask, remember_tasks
 from tests.agent.conftest import CONFIG, CopyEngine, labeled
 
 MODEL = "test/tiny-gemma3"  # the tiny engine's model id
@@ -42,7 +40,7 @@ def evidence() -> dict:
 
 def propose(db_url: str, project_id: str, text: str, base_version_id: int | None = None) -> int:
     """A pending proposal on the project's active version (or ``base_version_id``); returns its id."""
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         base_id = base_version_id or repo.active_prompt(session, project_id).id
         proposal = Proposal(
             project_id=project_id, base_version_id=base_id, strategy="definitions", text=text, metrics=evidence()
@@ -67,7 +65,7 @@ def _prompt_text(client: TestClient, project_id: str) -> str:
 
 
 def test_history_has_lineage_metrics_and_model_versions(client: TestClient, project: str, db_url: str) -> None:
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         repo.record_prompt(session, project, "Pick the intent.\n{dialogue}", "user", author="ana", parent_id=1)
     history = client.get(f"/projects/{project}/prompts").json()
     assert [(v["id"], v["source"], v["parent_id"], v["is_active"]) for v in history] == [
@@ -83,7 +81,7 @@ def test_diff_between_versions(client: TestClient, project: str, db_url: str, ls
     default = _prompt_text(client, project)
     changed = default.replace("intent", "customer's intent", 1)
     assert changed != default
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         repo.record_prompt(session, project, changed, "user", parent_id=1)
         repo.record_prompt(session, "2", "another project's prompt", "user")
         other = repo.active_prompt(session, "2").id
@@ -110,7 +108,7 @@ def test_diff_between_versions(client: TestClient, project: str, db_url: str, ls
 
 
 def test_activate_rolls_back_and_predict_follows(client: TestClient, project: str, db_url: str, ls: dict) -> None:
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         repo.record_prompt(session, project, "Pick the intent.", "user", parent_id=1, activate=True)
         repo.record_prompt(session, "2", "another project's prompt", "user")
         other = repo.active_prompt(session, "2").id
@@ -130,7 +128,7 @@ def test_activate_rolls_back_and_predict_follows(client: TestClient, project: st
     wrong = client.post(f"/projects/{project}/prompts/{other}/activate")
     assert wrong.status_code == 409 and "belongs to project 2" in wrong.json()["detail"]
     assert client.post("/projects/nope/prompts/1/activate").status_code == 404
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         assert repo.active_prompt(session, "2").id == other
 
 
@@ -187,7 +185,7 @@ def test_accept_makes_a_new_active_version_and_predict_uses_it(
     after = client.post("/predict", json=ls["predict_batch"]).json()["results"]
     assert {r["model_version"] for r in after} == {f"prompt-2@{MODEL}"}
     assert client.get("/versions", params={"project": project}).json()["versions"][0] == f"prompt-2@{MODEL}"
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         stored = session.exec(select(Prediction).where(Prediction.model_version == f"prompt-2@{MODEL}")).all()
     assert len(stored) == len(after) and {p.prompt_version_id for p in stored} == {2}
 
@@ -244,15 +242,15 @@ def test_reject_needs_a_reason(client: TestClient, project: str, db_url: str) ->
 def agent_worker(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
     """The agent's worker over a stub engine that follows demonstrations, trying one cheap strategy."""
     engine = CopyEngine()
-    worker = Worker(lambda: engine, lambda: Session(db.get_engine(db_url)))
+    worker = Worker(lambda: engine, lambda: Session(db.sql_engine(db_url)))
     monkeypatch.setattr(hooks, "_worker", worker)
-    monkeypatch.setattr(agent_settings, "strategies", ["definitions"])
+    monkeypatch.setattr(settings.agent, "strategies", ["definitions"])
     yield worker
     worker.join(timeout=60)
 
 
 def _annotate(db_url: str, project_id: str, n: int) -> None:
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         repo.upsert_project(session, project_id, CONFIG)
         for i, (text, label) in enumerate(labeled()[:n], start=1):
             repo.upsert_annotation(
@@ -263,7 +261,7 @@ def _annotate(db_url: str, project_id: str, n: int) -> None:
 
 def test_refine_on_demand(client: TestClient, db_url: str, agent_worker: Worker) -> None:
     assert client.post("/projects/7/refine").status_code == 404
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         repo.upsert_project(session, "7", CONFIG)
     empty = client.post("/projects/7/refine")
     assert empty.status_code == 409 and "no annotated tasks" in empty.json()["detail"]
@@ -283,7 +281,7 @@ def test_refine_on_demand(client: TestClient, db_url: str, agent_worker: Worker)
 
 def test_refine_while_one_runs_is_409(client: TestClient, db_url: str, agent_worker: Worker) -> None:
     _annotate(db_url, "7", 4)
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         held = start_run(session, "7", "start_training", lease_seconds=60).id
     busy = client.post("/projects/7/refine")
     assert busy.status_code == 409 and "already running" in busy.json()["detail"]

@@ -16,7 +16,7 @@ def test_setup_returns_model_version_and_stores_project(client: TestClient, ls: 
     assert time.perf_counter() - started < 3
     assert response.status_code == 200
     version = response.json()["model_version"]
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         project = repo.get_project(session, "1")
         assert project.label_config == ls["setup"]["schema"]
         active = repo.active_prompt(session, "1")
@@ -60,7 +60,7 @@ def test_setup_rejects_broken_xml_and_missing_schema(client: TestClient, ls: dic
 
 def test_setup_without_project_uses_config_hash(client: TestClient, ls: dict, db_url: str) -> None:
     assert client.post("/setup", json=ls["setup"] | {"project": None}).status_code == 200
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         projects = {p.id for p in repo.list_projects(session)}
     assert len(projects) == 1
     (only,) = projects
@@ -78,10 +78,10 @@ def test_project_and_prompt_routes(client: TestClient, ls: dict) -> None:
 
 def test_model_id_before_loading_matches_the_loader(monkeypatch) -> None:
     from constraints import loading
-    from service import runtime
+    from service.runtime import host
     from service.settings import settings
 
     monkeypatch.setattr(settings, "model", loading.EMBEDDED)
-    assert runtime.expected_model_id() == loading.EMBEDDED_NAME
+    assert host.expected_model_id() == loading.EMBEDDED_NAME
     monkeypatch.setattr(settings, "model", "google/gemma-3-270m-it")
-    assert runtime.expected_model_id() == "gemma-3-270m-it"
+    assert host.expected_model_id() == "gemma-3-270m-it"

@@ -8,16 +8,16 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from constraints.local import LocalEngine
-from service import runtime
 from service.labeling import parse_config
 from service.prompting import build_query
+from service.runtime import host
+from service.runtime.warming import placeholder_task, warm_known_projects
 from service.store import db, repo
-from service.warming import placeholder_task, warm_known_projects
 
 
 def cached(engine: LocalEngine, project_id: str, db_url: str) -> tuple[bool, bool]:
     """(label set compiled, instruction prefix cached) for the project's active prompt."""
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         project = repo.get_project(session, project_id)
         prompt = repo.active_prompt(session, project_id)
     schema = parse_config(project.label_config)
@@ -43,7 +43,7 @@ def test_setup_warms_the_project(client: TestClient, ls: dict, tiny_engine: Loca
 def test_activating_a_version_warms_it(client: TestClient, ls: dict, tiny_engine: LocalEngine, db_url: str) -> None:
     client.post("/setup", json=ls["setup"])
     wait_for_warmers()
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         first = repo.active_prompt(session, "1")
         second = repo.record_prompt(session, "1", "Which intent is it? {labels}\n{text}", "user").id
         repo.activate_prompt(session, first.id)
@@ -61,9 +61,9 @@ def test_start_warms_known_projects_before_ready(
     client.post("/setup", json={**ls["setup"], "project": "2.1700000000"})
     wait_for_warmers()
     tiny_engine.forget()
-    runtime.set_engine(None)
-    runtime.start_loading(lambda: tiny_engine).join(60)
-    assert runtime.state().state == "ready"
+    host.set_engine(None)
+    host.start_loading(lambda: tiny_engine).join(60)
+    assert host.state().state == "ready"
     assert cached(tiny_engine, "1", db_url) == (True, True)
     assert cached(tiny_engine, "2", db_url) == (True, True)
     tiny_engine.forget()

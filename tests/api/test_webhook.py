@@ -5,12 +5,12 @@ from datetime import datetime
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from service import events
+from service.runtime import events
 from service.store import db, repo
 
 
 def _annotations(db_url: str, project_id: str = "1"):
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         return repo.list_annotations(session, project_id)
 
 
@@ -28,7 +28,7 @@ def test_annotation_created_is_stored(client: TestClient, ls: dict, db_url: str)
     assert stored.lead_time == 12.5
     assert stored.ls_created_at.replace(tzinfo=None) == datetime(2025, 1, 1)
     assert stored.result == body["annotation"]["result"]
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         assert repo.get_project(session, "1").label_config == body["project"]["label_config"]
         (prompt,) = repo.list_prompt_versions(session, "1")
     assert (prompt.text, prompt.source, prompt.author) == ("Classify the customer's intent.", "annotator", "1")
@@ -107,11 +107,11 @@ def test_webhook_works_while_model_loads(loading_client: TestClient, ls: dict, d
 
 
 def test_annotated_task_data_is_kept_for_the_agent(client: TestClient, ls: dict, db_url: str) -> None:
-    from agent.tasks import task_data
+    from service.store.tasks import task_data
 
     body = ls["webhook_annotation_created"]
     assert client.post("/webhook", json=body).status_code == 200
     project_id = str(body["project"]["id"])
     task_id = body["task"]["id"]
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         assert task_data(session, project_id, [task_id]) == {task_id: body["task"]["data"]}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import settings
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,14 +15,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlmodel import Session
 
-from agent.config import AgentSettings
 from agent.corrections import record_corrections
 from agent.evaluate import compare, direct_predictor, score, split
 from agent.loop import project_schema, refine
-from agent.models import Proposal
-from agent.tasks import annotated_tasks
+from service.settings import AgentSettings
 from service.store import db, repo
-from service.store.models import AnnotationCreate
+from service.store.models import AnnotationCreate, Proposal
+from service.store.tasks import annotated_tasks
 from tests.agent.conftest import CONFIG, CopyEngine, labeled
 from tests.browser.conftest import Served
 
@@ -35,7 +34,7 @@ WAIT_S = 60
 def seed(db_url: str, engine: CopyEngine, cfg: AgentSettings) -> tuple[int, int, int]:
     """Through the store and the agent: 30 annotated tasks with corrections, the default prompt (v1), a user
     prompt (v2, active), and the agent's refinement of v2: a pending proposal with its evidence."""
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         repo.upsert_project(session, PROJECT, CONFIG)
         schema = project_schema(session, PROJECT)
         default = repo.record_prompt(session, PROJECT, "Classify the request by intent.", "default")
@@ -54,7 +53,7 @@ def seed(db_url: str, engine: CopyEngine, cfg: AgentSettings) -> tuple[int, int,
 
 def second_proposal(db_url: str, engine: CopyEngine, cfg: AgentSettings) -> int:
     """A pending proposal on the active version, its metrics from the agent's scoring on the validation split."""
-    with Session(db.get_engine(db_url)) as session:
+    with Session(db.sql_engine(db_url)) as session:
         schema = project_schema(session, PROJECT)
         active = repo.active_prompt(session, PROJECT)
         _, validation = split(annotated_tasks(session, PROJECT, schema), cfg.validation_fraction, cfg.seed)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from service import runtime
-from service.app import create_app
+from service.api.app import create_app
+from service.runtime import host
 from service.settings import settings
 
 
@@ -63,7 +63,7 @@ def test_protected_server_passes_with_the_services_credentials(port: int, monkey
 
 
 def test_failed_model_is_unhealthy(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "_state", runtime.EngineState("error", error="OSError: no such model"))
+    monkeypatch.setattr(host, "_state", host.EngineState("error", error="OSError: no such model"))
     result = _healthcheck(port)
     assert result.returncode == 1
     assert "no such model" in result.stderr

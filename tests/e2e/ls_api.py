@@ -1,5 +1,5 @@
-"""The Label Studio REST calls that drive the ML backend workflow (`service.labelstudio.LabelStudioAPI`)."""
+"""The Label Studio REST calls that drive the ML backend workflow (`service.demo.labelstudio.LabelStudioAPI`)."""
 
-from service.labelstudio import LabelStudioAPI, LabelStudioError
+from service.demo.labelstudio import LabelStudioAPI, LabelStudioError
 
 __all__ = ["LabelStudioAPI", "LabelStudioError"]

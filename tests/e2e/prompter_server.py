@@ -1,5 +1,5 @@
-"""`prompter serve` as a subprocess for end-to-end tests (`service.processes.PrompterServer`)."""
+"""`prompter serve` as a subprocess for end-to-end tests (`service.demo.processes.PrompterServer`)."""
 
-from service.processes import REPO, PrompterServer
+from service.demo.processes import REPO, PrompterServer
 
 __all__ = ["REPO", "PrompterServer"]

@@ -23,8 +23,8 @@ import httpx
 import psutil
 import pytest
 
-from service.labelstudio import ERROR_PATTERNS, Credentials
-from service.processes import PROMPTER_ERROR_PATTERNS, REPO, free_port, port_is_open
+from service.demo.labelstudio import ERROR_PATTERNS, Credentials
+from service.demo.processes import PROMPTER_ERROR_PATTERNS, REPO, free_port, port_is_open
 
 pytestmark = pytest.mark.e2e
 
@@ -149,7 +149,7 @@ def test_demo_prints_the_url_and_login_of_a_ready_project(demo: Demo) -> None:
 
 def test_shift_enter_in_the_labeling_screen_asks_prompter_with_the_typed_prompt(demo: Demo) -> None:
     """What the README tells a new user to do: Auto-Annotation on, edit the Prompt box, Shift+Enter."""
-    from service.screenshot import ask, chromium, log_in, open_labeling
+    from service.demo.screenshot import ask, chromium, log_in, open_labeling
 
     projects = demo.ls("/api/projects")
     project_id = (projects["results"] if isinstance(projects, dict) else projects)[0]["id"]

@@ -24,8 +24,7 @@ from ls_server import LabelStudioServer
 from prompter_server import PrompterServer
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from agent.models import Correction
-from service.store.models import Annotation
+from service.store.models import Annotation, Correction
 
 pytestmark = pytest.mark.e2e
 

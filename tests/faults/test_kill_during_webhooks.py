@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.processes import PrompterServer
+from service.demo.processes import PrompterServer
 from tests.pg_cluster import PostgresCluster
 from tests.served import LABELS, PROMPT, annotation_event, rows, server
 

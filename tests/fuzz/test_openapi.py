@@ -30,7 +30,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
-from service.app import create_app
+from service.api.app import create_app
 from service.labeling import parse_config
 from service.settings import settings
 

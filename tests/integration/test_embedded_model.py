@@ -8,7 +8,7 @@ from constraints.base import Query
 from constraints.labelset import LabelSet
 from constraints.reference import OutlinesLabeler
 from service.labeling import parse_config
-from service.predictor import predict_tasks
+from service.predictor import Prompt, label_tasks
 from service.prompting import build_query, default_prompt
 from tests.integration.conftest import INSURANCE_INTENTS, chat_config, dstc11_dialogues
 
@@ -19,7 +19,9 @@ def test_prompt_centric_prediction_is_complete(embedded_engine) -> None:
     xml = chat_config(INSURANCE_INTENTS, multiple=True)
     schema = parse_config(xml)
     tasks = [{"id": i, "data": d} for i, d in enumerate(dstc11_dialogues(4))]
-    preds = predict_tasks(embedded_engine, schema, tasks, "Classify the customer's intents.", response_max_tokens=8)
+    preds = label_tasks(
+        embedded_engine, schema, tasks, Prompt("Classify the customer's intents."), response_max_tokens=8
+    )
     assert len(preds) == len(tasks)
     for p in preds:
         chosen = p.labels["intent"]
@@ -37,7 +39,7 @@ def test_single_choice_has_exactly_one_label_and_a_distribution(embedded_engine)
     xml = chat_config(INSURANCE_INTENTS, multiple=False)
     schema = parse_config(xml)
     tasks = [{"id": i, "data": d} for i, d in enumerate(dstc11_dialogues(6))]
-    preds = predict_tasks(embedded_engine, schema, tasks, default_prompt(schema))
+    preds = label_tasks(embedded_engine, schema, tasks, Prompt(default_prompt(schema)))
     scores = set()
     for p in preds:
         assert len(p.labels["intent"]) == 1 and p.labels["intent"][0] in INSURANCE_INTENTS

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.processes import REPO, PrompterServer
+from service.demo.processes import REPO, PrompterServer
 from service.settings import settings
 from tests.load import workload
 from tests.load.measure import Call, MemorySampler, cpu_seconds, percentile, post, process_tree

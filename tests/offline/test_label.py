@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from service.labeling import parse_config
 from service.offline import label
 from service.offline.tasks_io import labels_config
-from service.predictor import predict_tasks
+from service.predictor import Prompt, label_tasks
 from service.prompting import default_prompt
 from service.store import db, repo
 from service.store.models import Prediction, PromptVersion
@@ -60,14 +60,14 @@ def test_labels_a_jsonl_file_into_an_importable_task_list(engine, tmp_path: Path
 
 
 def test_predictions_are_the_services_own(engine, tmp_path: Path) -> None:
-    """No second code path: the file's predictions equal predict_tasks on the same engine and prompt."""
+    """No second code path: the file's predictions equal label_tasks on the same engine and prompt."""
     data = write_jsonl(tmp_path / "in.jsonl", texts(6))
     out = tmp_path / "out.json"
     prompt = "Which product is this about? {text}"
     assert run(engine, tmp_path, "--input", str(data), "--labels", ",".join(LABELS), "--prompt", prompt,
                "--out", str(out))[0] == 0  # fmt: skip
     schema = parse_config(labels_config(LABELS))
-    direct = predict_tasks(engine, schema, [{"data": {"text": t["text"]}} for t in texts(6)], prompt)
+    direct = label_tasks(engine, schema, [{"data": {"text": t["text"]}} for t in texts(6)], Prompt(prompt))
     exported = json.loads(out.read_text())
     assert [t["predictions"][0]["result"] for t in exported] == [p.result for p in direct]
     assert [t["predictions"][0]["score"] for t in exported] == pytest.approx([p.score for p in direct])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.processes import PrompterServer
+from service.demo.processes import PrompterServer
 from tests.pg_cluster import PostgresCluster
 from tests.served import save_tiny_model, server
 

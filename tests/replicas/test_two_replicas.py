@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from agent.models import Proposal
-from service.processes import wait_until
+from service.demo.processes import wait_until
+from service.store.models import Proposal
 from tests.replicas.conftest import Replicas
 from tests.served import LABELS, PROMPT, annotation_event, database, post_concurrently, rows
 

@@ -14,7 +14,7 @@ import torch
 
 from constraints.base import EngineUnavailable, Query
 from constraints.labelset import LabelSet
-from service.bench import DEFAULT_SETS, load_labeled, make_queries
+from service.bench.outlines import DEFAULT_SETS, load_labeled, make_queries
 
 pytestmark = pytest.mark.vllm
 
@@ -148,7 +148,7 @@ def test_the_service_predicts_through_the_vllm_engine_and_injection_stays_in_the
 
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.api.app import create_app
 
     captured = json.loads((Path(__file__).parents[1] / "e2e" / "fixtures" / "ls_requests.json").read_text())
     setup, batch = captured["setup"]["body"], copy.deepcopy(captured["predict_batch"]["body"])
@@ -226,7 +226,7 @@ def test_prompter_bench_compares_the_engines_on_the_same_prompts(vllm_server, tm
     """`prompter bench --vllm-url`: one run, both engines, the same tasks; the report has both engines' figures."""
     import json
 
-    from service.bench import main
+    from service.bench.outlines import main
 
     data = tmp_path / "slice.jsonl"
     rows = [json.loads(line) for line in DEFAULT_SETS[0].read_text().splitlines()[:200:25]]

@@ -11,7 +11,7 @@ from typing import IO
 
 import httpx
 
-from service.processes import REPO, free_port, port_is_open, stop_process_group, tail, wait_until
+from service.demo.processes import REPO, free_port, port_is_open, stop_process_group, tail, wait_until
 
 SCRIPT = REPO / "scripts" / "serve_vllm.sh"
 SERVED_NAME = "gemma-3-270m"  # the local engine's model id for the embedded model

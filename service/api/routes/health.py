@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import runtime
 from service.api.protocol import HealthResponse
+from service.runtime import host
 
 router = APIRouter(tags=["health"])
 
@@ -13,5 +13,5 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 @router.get("/")
 async def health() -> HealthResponse:
-    current = runtime.state()
+    current = host.state()
     return HealthResponse(model_state=current.state, model_id=current.model_id, model_error=current.error)

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import func, select
 
-from service import runtime
 from service.api.deps import SessionDep
+from service.api.telemetry import latencies
+from service.runtime import host
 from service.store.models import Annotation, Prediction, Project, PromptVersion
-from service.telemetry import latencies
 
 router = APIRouter(tags=["monitoring"])
 
@@ -20,7 +20,7 @@ def metrics(session: SessionDep) -> dict[str, Any]:
     def count(table: type) -> int:
         return session.exec(select(func.count()).select_from(table)).one()
 
-    current = runtime.state()
+    current = host.state()
     return {
         "model_state": current.state,
         "model_id": current.model_id,

@@ -11,18 +11,17 @@ from fastapi import APIRouter, HTTPException, status
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from agent.demos import examples_for_tasks
-from agent.tasks import remember_tasks
 from constraints.base import Engine
-from service import runtime
 from service.api.deps import SessionDep
 from service.api.protocol import PredictRequest, PredictResponse, TaskResult
 from service.labeling import ProjectSchema, parse_config
-from service.predictor import TaskPrediction
+from service.predictor import Prompt, TaskPrediction
 from service.projects import project_key, resolve_prompt
+from service.runtime import host
 from service.settings import settings
 from service.store import repo
-from service.store.models import PredictionCreate, PromptVersion
+from service.store.models import as_task_id
+from service.store.tasks import remember_tasks
 from service.versions import model_version
 
 log = logging.getLogger(__name__)
@@ -31,14 +30,16 @@ router = APIRouter(tags=["label-studio"])
 
 
 @dataclass
-class Plan:
+class PredictPlan:
+    """What one /predict request is answered with."""
+
     project_id: str
     schema: ProjectSchema
-    prompt: PromptVersion
+    prompt: Prompt
     engine: Engine
 
 
-def _plan(session: Session, body: PredictRequest) -> Plan:
+def _plan(session: Session, body: PredictRequest) -> PredictPlan:
     """Project, schema and prompt for the request; 503 before anything is written if the model isn't ready."""
     project_id = project_key(body.project, body.label_config)
     label_config = body.label_config
@@ -51,40 +52,21 @@ def _plan(session: Session, body: PredictRequest) -> Plan:
             detail=f"the request has no label_config and project {project_id} was never set up",
         )
     schema = parse_config(label_config, settings.prompt_prefix, settings.response_name)
-    engine = runtime.get_engine()
+    engine = host.ready_engine()
     repo.upsert_project(session, project_id, label_config)
     context = body.params.context if body.params else None
-    plan = Plan(project_id, schema, resolve_prompt(session, project_id, schema, context), engine)
+    plan = PredictPlan(project_id, schema, Prompt.of(resolve_prompt(session, project_id, schema, context)), engine)
     # The model queue may keep the request waiting for minutes: hold no pooled connection meanwhile (the pool has
     # 15, the queue up to PROMPTER_QUEUE_SIZE requests; under load the rest timed out with a 500). The prompt's
-    # loaded fields stay readable; _store checks out a connection again.
+    # fields were copied into the plan; _store checks out a connection again.
     session.close()
     return plan
 
 
-def _task_id(task: Any) -> int | None:
-    value = task.get("id") if isinstance(task, dict) else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, str) and value.isdigit() else None
-
-
-def _store(session: Session, plan: Plan, mv: str, tasks: list[Any], preds: list[TaskPrediction]) -> None:
+def _store(session: Session, plan: PredictPlan, mv: str, tasks: list[Any], preds: list[TaskPrediction]) -> None:
+    version_id = plan.prompt.version_id
     rows = [
-        PredictionCreate(
-            project_id=plan.project_id,
-            task_id=_task_id(task),
-            prompt_version_id=plan.prompt.id,
-            model_version=mv,
-            labels=p.labels,
-            response=p.response,
-            result=p.result,
-            score=p.score,
-            latency_s=p.latency_s,
-        )
-        for task, p in zip(tasks, preds, strict=True)
+        p.row(plan.project_id, as_task_id(task.get("id")), version_id, mv) for task, p in zip(tasks, preds, strict=True)
     ]
     try:
         repo.save_predictions(session, rows)
@@ -110,11 +92,8 @@ async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
     started = time.perf_counter()
     plan = await run_in_threadpool(_plan, session, body)
     interactive = bool(body.params and body.params.context)
-    examples = await run_in_threadpool(examples_for_tasks, plan.engine, plan.schema, plan.prompt.examples, tasks)
-    predictions = await runtime.run_predictions(
-        plan.engine, plan.schema, tasks, plan.prompt.text, examples=examples, interactive=interactive
-    )
-    mv = model_version(plan.prompt.id, plan.engine.model_id)
+    predictions = await host.run_predictions(plan.engine, plan.schema, tasks, plan.prompt, interactive=interactive)
+    mv = model_version(plan.prompt.version_id, plan.engine.model_id)
     await run_in_threadpool(_store, session, plan, mv, tasks, predictions)
     log.info(
         "project %s: %d tasks labeled with %s in %.2f s",

@@ -10,9 +10,9 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from agent import review
-from service import runtime
 from service.api.deps import SessionDep
 from service.api.routes.projects import require_project
+from service.runtime import host
 from service.store import repo
 from service.store.models import EvaluationHeadline, EvaluationPublic, PromptVersion, PromptVersionPublic
 from service.versions import model_version
@@ -43,7 +43,7 @@ class PromptDiff(BaseModel):
 
 def active_prompt(version: PromptVersion) -> ActivePrompt:
     return ActivePrompt(
-        version=PromptVersionPublic.model_validate(version), model_version=model_version(version.id, runtime.model_id())
+        version=PromptVersionPublic.model_validate(version), model_version=model_version(version.id, host.model_id())
     )
 
 
@@ -65,7 +65,7 @@ def read_prompts(session: SessionDep, project_id: str) -> list[PromptVersionHist
     """Every prompt version of the project, oldest first, with lineage (``parent_id``, ``source``, ``author``)
     and the metrics it was accepted on; exactly one has ``is_active``."""
     require_project(session, project_id)
-    model_id = runtime.model_id()
+    model_id = host.model_id()
     latest = repo.latest_evaluations(session, project_id)
     return [
         PromptVersionHistory.model_validate(
@@ -101,11 +101,8 @@ def activate_prompt(session: SessionDep, project_id: str, version_id: int) -> Ac
     """Make a version of the project its active prompt again (rollback); the next /predict uses it."""
     require_project(session, project_id)
     _version_of(session, project_id, version_id)
-    try:
-        version = review.rollback(session, project_id, version_id)
-    except LookupError as exc:  # deleted in between
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
-    runtime.warm_soon(project_id)
+    version = review.rollback(session, project_id, version_id)  # NotFound (404) if deleted in between
+    host.warm_soon(project_id)
     return active_prompt(version)
 
 

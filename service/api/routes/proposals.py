@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, StringConstraints
 
 from agent import review
-from agent.models import Proposal, ProposalStatus
-from service import runtime
+from service.api.auth import auth_enabled
 from service.api.deps import SessionDep
 from service.api.routes.projects import require_project
 from service.api.routes.prompts import ActivePrompt, active_prompt
-from service.auth import auth_enabled
+from service.runtime import host
+from service.store.models import Proposal, ProposalStatus
 
 router = APIRouter(tags=["proposals"])
 
@@ -72,14 +72,6 @@ def _public(proposal: Proposal) -> ProposalPublic:
     return ProposalPublic.model_validate(proposal, from_attributes=True)
 
 
-def _not_found(exc: LookupError) -> HTTPException:
-    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(exc).strip("'\""))
-
-
-def _conflict(exc: review.ReviewError) -> HTTPException:
-    return HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(exc))
-
-
 @router.get("/projects/{project_id}/proposals")
 def list_proposals(session: SessionDep, project_id: str, status: ProposalStatus | None = None) -> list[ProposalPublic]:
     """The project's proposals, newest first; ``?status=pending`` for those awaiting review."""
@@ -89,11 +81,8 @@ def list_proposals(session: SessionDep, project_id: str, status: ProposalStatus 
 
 @router.get("/proposals/{proposal_id}")
 def read_proposal(session: SessionDep, proposal_id: int) -> ProposalDetail:
-    try:
-        proposal = review.get_proposal(session, proposal_id)
-        diff = review.diff_proposal(session, proposal_id) if proposal.text else ""
-    except LookupError as exc:
-        raise _not_found(exc) from None
+    proposal = review.get_proposal(session, proposal_id)
+    diff = review.diff_proposal(session, proposal_id) if proposal.text else ""
     return ProposalDetail(**_public(proposal).model_dump(), diff=diff)
 
 
@@ -103,26 +92,14 @@ def accept_proposal(
 ) -> AcceptResponse:
     """Make the proposal the project's active prompt; the answer names the new ``model_version`` /predict
     reports from now on. 409 when the proposal was already decided (of two concurrent accepts one wins)."""
-    try:
-        version = review.accept_proposal(session, proposal_id, decided_by=(body and body.decided_by) or who)
-    except LookupError as exc:
-        raise _not_found(exc) from None
-    except review.ReviewError as exc:
-        raise _conflict(exc) from None
+    version = review.accept_proposal(session, proposal_id, decided_by=(body and body.decided_by) or who)
     proposal = review.get_proposal(session, proposal_id)
-    runtime.warm_soon(version.project_id)
+    host.warm_soon(version.project_id)
     return AcceptResponse(**active_prompt(version).model_dump(), proposal=_public(proposal))
 
 
 @router.post("/proposals/{proposal_id}/reject")
 def reject_proposal(session: SessionDep, proposal_id: int, body: RejectRequest, who: ReviewerDep) -> ProposalPublic:
     """Reject a pending proposal; the reason is required and kept with it. 409 when it was already decided."""
-    try:
-        proposal = review.reject_proposal(session, proposal_id, body.reason, decided_by=body.decided_by or who)
-    except LookupError as exc:
-        raise _not_found(exc) from None
-    except review.ReviewError as exc:
-        raise _conflict(exc) from None
-    except ValueError as exc:
-        raise HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    proposal = review.reject_proposal(session, proposal_id, body.reason, decided_by=body.decided_by or who)
     return _public(proposal)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel
 
 from agent import hooks, loop
-from agent.evaluate import NoAnnotations
 from service.api.deps import SessionDep
 from service.api.routes.projects import require_project
 
@@ -35,10 +34,7 @@ def refine(session: SessionDep, project_id: str) -> RefinementRunPublic:
     """Start a refinement now; answers at once with the ``running`` run to poll at ``/refinements``.
     409 with the reason when the project has nothing to learn from or a refinement is already running."""
     require_project(session, project_id)
-    try:
-        run = hooks.refine_now(session, project_id)
-    except (NoAnnotations, loop.RefinementBusy) as exc:
-        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    run = hooks.refine_now(session, project_id)  # NoAnnotations, RefinementBusy: 409 with the reason
     return RefinementRunPublic.model_validate(run, from_attributes=True)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import runtime
 from service.api.deps import SessionDep
 from service.api.protocol import SetupRequest, SetupResponse
 from service.labeling import parse_config
 from service.projects import ensure_prompt, project_key
+from service.runtime import host
 from service.settings import settings
 from service.store import repo
 from service.versions import model_version
@@ -26,5 +26,5 @@ def setup(body: SetupRequest, session: SessionDep) -> SetupResponse:
     repo.upsert_project(session, project_id, body.label_config)
     version = ensure_prompt(session, project_id, schema)
     if changed:  # Label Studio calls /setup again and again: warm a new project or a new config only
-        runtime.warm_soon(project_id)  # the first /predict then pays no compile or cold prefix cost
-    return SetupResponse(model_version=model_version(version.id, runtime.model_id()))
+        host.warm_soon(project_id)  # the first /predict then pays no compile or cold prefix cost
+    return SetupResponse(model_version=model_version(version.id, host.model_id()))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import runtime
 from service.api.deps import SessionDep
 from service.api.protocol import VersionsResponse
 from service.projects import project_key
+from service.runtime import host
 from service.store import repo
 from service.versions import model_version
 
@@ -20,6 +20,6 @@ def versions(session: SessionDep, project: str | None = None) -> VersionsRespons
     project_id = project_key(project, None) if project else None
     found: list[str] = []
     if project_id is not None and (active := repo.active_prompt(session, project_id)) is not None:
-        found.append(model_version(active.id, runtime.model_id()))
+        found.append(model_version(active.id, host.model_id()))
     found += [v for v in repo.list_model_versions(session, project_id) if v not in found]
     return VersionsResponse(versions=found)

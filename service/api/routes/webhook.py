@@ -6,15 +6,16 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 
-from agent.tasks import remember_tasks
-from service import events
+from agent import hooks
 from service.api.deps import SessionDep
 from service.api.protocol import WebhookEvent, WebhookResponse
+from service.api.webhooks import WebhookError, annotation_from_event, deleted_ids, event_project_id
 from service.labeling import ConfigError, ProjectSchema, parse_config
+from service.runtime import events
 from service.settings import settings
 from service.store import repo
 from service.store.models import AnnotationPublic
-from service.webhooks import WebhookError, annotation_from_event, deleted_ids, event_project_id
+from service.store.tasks import remember_tasks
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ def _handle(event: WebhookEvent, session: SessionDep, background: BackgroundTask
         background.add_task(events.emit_annotations_deleted, event_project_id(event), ids)
         return WebhookResponse(status="ok", action=event.action, deleted=deleted)
     if event.action == TRAIN and (project_id := event_project_id(event)) is not None:
-        from agent import hooks
-
         background.add_task(hooks.start_training, project_id)
         return WebhookResponse(status="ok", action=event.action)
     if event.action not in SAVED:

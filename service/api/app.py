@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from agent import hooks
 from constraints.base import Engine
-from service import runtime
+from service.api.auth import auth_enabled, require_basic_auth
+from service.api.errors import install_error_handlers
 from service.api.main import api_router
-from service.auth import auth_enabled, require_basic_auth
-from service.errors import install_error_handlers
+from service.api.telemetry import LatencyMiddleware
+from service.runtime import host
 from service.settings import settings
 from service.store.db import migrate
-from service.telemetry import LatencyMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +26,19 @@ def create_app(engine: Engine | None = None, load_model: bool = True) -> FastAPI
     """The app; with ``engine`` it serves that engine, else it loads the configured model at startup.
 
     ``load_model=False`` without an engine leaves the model state as it is ("loading" until someone calls
-    ``runtime.set_engine``): useful in tests of the loading behaviour.
+    ``host.set_engine``): useful in tests of the loading behaviour.
     """
     if engine is not None:
-        runtime.set_engine(engine)
+        host.set_engine(engine)
     if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
         log.warning("basic auth is off: set both BASIC_AUTH_USER and BASIC_AUTH_PASS to turn it on")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate)
-        from agent import hooks  # the agent learns from the webhooks this app receives
-
-        hooks.install()
+        hooks.install()  # the agent learns from the webhooks this app receives
         if engine is None and load_model:
-            runtime.start_loading()
+            host.start_loading()
         yield
 
     protected = auth_enabled()

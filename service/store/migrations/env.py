@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-import agent.models  # noqa: F401  (the agent's tables)
-import service.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import service.store.models  # noqa: F401  (the agent's tables)
+from service.settings import settings
 from service.store.db import create_db_engine
 
 config = context.config
@@ -43,8 +43,6 @@ def run_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from service.settings import settings
-
         url = settings.resolved_database_url()
     engine = create_db_engine(url)
     try:

@@ -1,6 +1,6 @@
 """The local engine against the vLLM engine on the same prompts, in one run.
 
-Per labeled set: the zero-shot default prompt over the set's labels (``service.bench.make_queries``), the same
+Per labeled set: the zero-shot default prompt over the set's labels (``service.bench.outlines.make_queries``), the same
 token ids for both engines. Interactive latency: one task per call, the engines interleaved task by task
 (p50/p95). Batch throughput: one ``decide`` over all tasks per engine (tasks/s). Top-1 agreement of the two
 engines and accuracy against the gold labels. Writes JSON and markdown under ``benchmarks/results/``.
@@ -23,22 +23,24 @@ from typing import Any
 
 import httpx
 
-from service.bench import (
+from constraints import local, vllm
+from constraints.loading import dtype_name
+from service.bench.common import (
     DEFAULT_SETS,
     RESULTS_DIR,
     LabeledSet,
     cpu_model,
     git_commit,
-    labeling_config,
     load_labeled,
     make_queries,
     percentile,
     timed,
 )
-from service.labeling import parse_config
+from service.labeling import choices_config, parse_config
+from service.predictor import Prompt
 from service.prompting import default_prompt
+from service.runtime.warming import warm_prompt
 from service.settings import settings
-from service.warming import warm_prompt
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,9 @@ def compare_set(engines: dict[str, Any], data: LabeledSet, interactive: int, vll
     label_set, queries = make_queries(data.labels, data.texts)
     n, k = len(queries), max(1, min(interactive, len(queries)))
     log.info("%s: %d labels, %d tasks, %d interactive", data.name, len(label_set), n, k)
-    schema = parse_config(labeling_config(data.labels))
+    schema = parse_config(choices_config(data.labels, control="intent"))
     for engine in engines.values():  # what the service does when a project is set up
-        warm_prompt(engine, schema, default_prompt(schema))
+        warm_prompt(engine, schema, Prompt(default_prompt(schema)))
     first = {name: timed(lambda e=e: e.decide([queries[0]], label_set))[0] for name, e in engines.items()}
 
     latency: dict[str, list[float]] = {name: [] for name in engines}
@@ -159,7 +161,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Local engine: {report['local']}. vLLM engine: {report['vllm']}.",
         "",
-        f"Command: `{report.get('command', 'python -m service.bench_engines')}`",
+        f"Command: `{report.get('command', 'python -m service.bench.engines')}`",
         "",
         "Same prompts, same token ids for both engines (zero-shot default prompt); interactive = one task per call, "
         "the engines interleaved task by task; batch = one `decide` over all tasks (the vLLM engine sends its "
@@ -228,9 +230,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraints import local, vllm
-    from constraints.loading import dtype_name
-
     args.dtype = dtype_name(args.dtype, settings.device)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -282,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.bench_engines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m service.bench.engines", description=__doc__.splitlines()[0])
     configure(parser)
     return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
 

@@ -5,26 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from constraints.errors import BadInput
 from service.api.protocol import WebhookEvent
 from service.labeling import ProjectSchema
 from service.projects import textarea_text
-from service.store.models import AnnotationCreate
+from service.store.models import AnnotationCreate, as_task_id
 
 
-class WebhookError(ValueError):
+class WebhookError(BadInput):
     """A webhook payload missing what its action needs; the message says what."""
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _float(value: Any) -> float | None:
@@ -51,7 +40,7 @@ def event_project_id(event: WebhookEvent) -> str | None:
     for source in (event.project, event.annotation, event.task):
         if not source:
             continue
-        found = _int(source.get("id")) if source is event.project else _int(source.get("project"))
+        found = as_task_id(source.get("id")) if source is event.project else as_task_id(source.get("project"))
         if found is not None:
             return str(found)
     return None
@@ -71,12 +60,12 @@ def annotation_from_event(
     annotation = event.annotation
     if not annotation:
         raise WebhookError(f"{event.action} has no 'annotation' object")
-    annotation_id = _int(annotation.get("id"))
+    annotation_id = as_task_id(annotation.get("id"))
     if annotation_id is None:
         raise WebhookError(f"{event.action}: the annotation has no integer 'id'")
-    task_id = _int(annotation.get("task"))
+    task_id = as_task_id(annotation.get("task"))
     if task_id is None and event.task:
-        task_id = _int(event.task.get("id"))
+        task_id = as_task_id(event.task.get("id"))
     if task_id is None:
         raise WebhookError(f"{event.action}: annotation {annotation_id} names no task")
     result = annotation.get("result")
@@ -100,7 +89,7 @@ def annotation_from_event(
         task_id=task_id,
         choices=choices,
         prompt_text=prompt_text,
-        completed_by=_int(annotation.get("completed_by")),
+        completed_by=as_task_id(annotation.get("completed_by")),
         result=result,
         lead_time=_float(annotation.get("lead_time")),
         ls_created_at=parse_ls_datetime(annotation.get("created_at")),
@@ -110,5 +99,5 @@ def annotation_from_event(
 
 def deleted_ids(event: WebhookEvent) -> list[int]:
     """Annotation ids of an ANNOTATIONS_DELETED event."""
-    ids = (_int(item) for item in event.annotations or [])
+    ids = (as_task_id(item) for item in event.annotations or [])
     return [i for i in ids if i is not None]

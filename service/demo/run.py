@@ -21,9 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from service import labelstudio
-from service.labelstudio import Credentials, LabelStudioAPI, LabelStudioServer
-from service.processes import PrompterServer
+from service.demo import labelstudio
+from service.demo.labelstudio import Credentials, LabelStudioAPI, LabelStudioServer
+from service.demo.processes import PrompterServer
 from service.settings import settings
 
 PROJECT_TITLE = "Finance Support Chats"
@@ -213,7 +213,7 @@ def predict_all(api: LabelStudioAPI, project_id: int, task_ids: list[int]) -> No
 
 
 def _screenshot(api: LabelStudioAPI, ls: LabelStudioServer, project_id: int, task_id: int, path: Path) -> None:
-    from service.screenshot import labeling_screenshot
+    from service.demo.screenshot import labeling_screenshot  # selenium, a dev dependency: only with --screenshot
 
     if not api.list_predictions(task_id):
         _say(f"Asking Prompter for task {task_id}'s prediction...")

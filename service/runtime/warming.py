@@ -15,13 +15,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from agent.demos import examples_for_tasks
 from constraints.base import Engine
 from service.labeling import ProjectSchema, parse_config
-from service.predictor import predict_tasks
+from service.predictor import Prompt, label_tasks
 from service.settings import settings
 from service.store import repo
-from service.store.db import get_engine as get_db
+from service.store.db import sql_engine
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,11 @@ def placeholder_task(schema: ProjectSchema) -> dict[str, Any]:
     return {"id": 0, "data": data}
 
 
-def warm_prompt(engine: Engine, schema: ProjectSchema, prompt: str, examples: dict[str, Any] | None = None) -> float:
+def warm_prompt(engine: Engine, schema: ProjectSchema, prompt: Prompt) -> float:
     """Label one placeholder task with ``prompt`` (its demonstrations included); seconds taken."""
     started = time.perf_counter()
     if schema.choices:
-        tasks = [placeholder_task(schema)]
-        shots = examples_for_tasks(engine, schema, examples, tasks)
-        predict_tasks(engine, schema, tasks, prompt, max_chars=settings.max_text_chars, examples=shots)
+        label_tasks(engine, schema, [placeholder_task(schema)], prompt, max_chars=settings.max_text_chars)
     return time.perf_counter() - started
 
 
@@ -56,7 +53,7 @@ def warm_project(engine: Engine, session: Session, project_id: str) -> float | N
     if project is None or not project.label_config or prompt is None:
         return None
     schema = parse_config(project.label_config, settings.prompt_prefix, settings.response_name)
-    seconds = warm_prompt(engine, schema, prompt.text, prompt.examples)
+    seconds = warm_prompt(engine, schema, Prompt.of(prompt))
     log.info("project %s warmed (prompt #%s) in %.2f s", project_id, prompt.id, seconds)
     return seconds
 
@@ -65,7 +62,7 @@ def warm_known_projects(engine: Engine, limit: int) -> int:
     """Warm the ``limit`` most recently updated projects; how many were warmed. Failures are logged, not raised."""
     warmed = 0
     try:
-        with Session(get_db()) as session:
+        with Session(sql_engine()) as session:
             projects = repo.list_projects(session)
             recent = sorted(projects, key=lambda p: p.updated_at, reverse=True)[:limit]
             for project in recent:
@@ -83,7 +80,7 @@ def warm_in_background(engine: Engine, project_id: str) -> threading.Thread:
 
     def work() -> None:
         try:
-            with Session(get_db()) as session:
+            with Session(sql_engine()) as session:
                 warm_project(engine, session, project_id)
         except Exception:
             log.warning("could not warm project %s", project_id, exc_info=True)

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from agent import embeddings
-from agent.tasks import AnnotatedTask, task_text
 from constraints.base import Engine
+from service import embeddings
 from service.labeling import ChoiceControl, ProjectSchema
-from service.prompting import VARIABLE
+from service.prompting import VARIABLE, task_text
+from service.store.tasks import AnnotatedTask
 
 Pool = list[dict[str, Any]]  # [{"task_id": int, "text": str, "labels": {control: [label, ...]}}]
 
@@ -140,13 +140,3 @@ def examples_for(
     texts = [task_text(schema, d, to_name) for d in datas]
     chosen = retrieve(pool, texts, int(examples.get("k", 8)), exclude, own)
     return ["".join(render(pool[i], schema, lead) for i in idx) for idx in chosen]
-
-
-def examples_for_tasks(engine: Engine, schema: ProjectSchema, examples: dict[str, Any] | None, tasks: list[Any]):
-    """For ``/predict``: the per-task ``examples`` argument of ``predict_tasks`` under a prompt version's pool.
-
-    ``tasks`` are Label Studio tasks (``{"id", "data"}``). None when the version has no pool, so callers can
-    pass the result straight through.
-    """
-    datas = [t.get("data") if isinstance(t, dict) and isinstance(t.get("data"), dict) else {} for t in tasks]
-    return examples_for(examples, schema, datas, answer_lead(engine))

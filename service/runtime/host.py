@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import threading
@@ -11,10 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from starlette.concurrency import run_in_threadpool
+
 from constraints.base import Engine, EngineNotReady
-from service.batching import MicroBatcher
 from service.labeling import ProjectSchema
-from service.predictor import TaskPrediction, check_tasks, predict_tasks
+from service.predictor import Prompt, TaskContext, TaskPrediction, decide, prepare
+from service.runtime import events
+from service.runtime.queue import MicroBatcher
+from service.runtime.warming import warm_in_background, warm_known_projects
 from service.settings import settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +56,6 @@ def _load(loader: Callable[[], Engine]) -> None:
             _state = EngineState("error", error=f"{type(exc).__name__}: {exc}")
         return
     if settings.warm_projects:  # before "ready": a known project's first request pays no cold cache
-        from service.warming import warm_known_projects
-
         warmed = warm_known_projects(engine, settings.warm_projects)
         log.info("%d known projects warmed", warmed)
     seconds = time.perf_counter() - started
@@ -60,8 +63,6 @@ def _load(loader: Callable[[], Engine]) -> None:
     with _lock:
         _engine = engine
         _state = EngineState("ready", model_id=engine.model_id, load_seconds=seconds)
-    from service import events
-
     events.emit_engine_ready()
 
 
@@ -90,13 +91,13 @@ def state() -> EngineState:
     return _state
 
 
-def get_engine() -> Engine:
+def ready_engine() -> Engine:
     """The ready engine; EngineNotReady (with the reason) while it loads or after it failed."""
     engine, current = _engine, _state
     if engine is not None:
         return engine
     if current.state == "error":
-        raise EngineNotReady(f"the model failed to load: {current.error}")
+        raise EngineNotReady(f"the model failed to load: {current.error}", retry_after=0)  # retrying won't help
     raise EngineNotReady("the model is still loading; retry in a few seconds")
 
 
@@ -105,8 +106,6 @@ def warm_soon(project_id: str) -> None:
     engine = _engine
     if engine is None or not settings.warm_projects:
         return
-    from service.warming import warm_in_background
-
     warm_in_background(engine, project_id)
 
 
@@ -140,32 +139,39 @@ def batcher() -> MicroBatcher:
         return _batcher
 
 
-def _run_batch(key: tuple, tasks: list[dict], examples: list[str] | None) -> list[TaskPrediction]:
+def batch_key(engine: Engine, schema: ProjectSchema, prompt: Prompt, with_response: bool) -> tuple:
+    """Chunks with equal keys may share a forward pass; the worker decides them under the key's prompt."""
+    return (engine, schema, prompt, with_response)
+
+
+def _run_batch(key: tuple, tasks: list[dict], contexts: list[TaskContext]) -> list[TaskPrediction]:
     engine, schema, prompt, with_response = key
-    return predict_tasks(
-        engine,
-        schema,
-        tasks,
-        prompt,
-        max_chars=settings.max_text_chars,
-        response_max_tokens=settings.response_max_tokens if with_response else 0,
-        examples=examples,
-    )
+    tokens = settings.response_max_tokens if with_response else 0
+    return decide(engine, schema, tasks, prompt, contexts, response_max_tokens=tokens)
 
 
-async def run_predictions(
+def submit(
     engine: Engine,
     schema: ProjectSchema,
     tasks: list[Any],
-    prompt: str,
-    examples: list[str] | None = None,
+    prompt: Prompt,
+    contexts: list[TaskContext],
     interactive: bool = False,
+    with_response: bool = False,
+):
+    """Queue prepared tasks (``predictor.prepare``); a Future of their predictions. Overloaded when full."""
+    return batcher().submit(batch_key(engine, schema, prompt, with_response), tasks, contexts, interactive)
+
+
+async def run_predictions(
+    engine: Engine, schema: ProjectSchema, tasks: list[Any], prompt: Prompt, interactive: bool = False
 ) -> list[TaskPrediction]:
-    """Queue the model call: checked first (a bad task fails only its own request), then batched.
+    """``/predict``'s path through the queue: prepared in a worker thread (a bad task fails only its own
+    request, before any model work), then batched with other requests' chunks.
 
     The free-text answer costs a decode step per token, so bulk predictions skip it unless configured.
     """
-    check_tasks(schema, tasks, settings.max_text_chars)
+    contexts = await run_in_threadpool(prepare, engine, schema, tasks, prompt, None, settings.max_text_chars)
     interactive = interactive or len(tasks) == 1
-    key = (engine, schema, prompt, interactive or settings.response_in_batch)
-    return await batcher().predict(key, tasks, examples, interactive)
+    future = submit(engine, schema, tasks, prompt, contexts, interactive, interactive or settings.response_in_batch)
+    return await asyncio.wrap_future(future)

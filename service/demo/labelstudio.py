@@ -20,7 +20,17 @@ from typing import IO, Any, Self
 
 import httpx
 
-from service.processes import REPO, free_port, log_size, port_is_open, read_log, stop_process_group, tail, wait_until
+from constraints.errors import PrompterError
+from service.demo.processes import (
+    REPO,
+    free_port,
+    log_size,
+    port_is_open,
+    read_log,
+    stop_process_group,
+    tail,
+    wait_until,
+)
 
 DEFAULT_VENV = Path.home() / ".cache" / "prompter" / "ls-venv"
 DEFAULT_TEMPLATE = Path.home() / ".cache" / "prompter" / "ls-template"
@@ -51,7 +61,7 @@ ERROR_PATTERNS = [
 ]
 
 
-class LabelStudioError(RuntimeError):
+class LabelStudioError(PrompterError):
     """A Label Studio API call answered something other than what the workflow needs."""
 
 

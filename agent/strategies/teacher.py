@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from constraints.errors import PrompterError
 
-class TeacherError(RuntimeError):
+
+class TeacherError(PrompterError):
     pass
 
 

@@ -1,4 +1,8 @@
-"""Exceptions the service turns into HTTP answers, and the handlers that do it. No stack trace leaves."""
+"""The one mapping of exceptions to HTTP answers. No stack trace leaves the server.
+
+Prompter's own errors map by kind (``constraints.errors``): bad input 422, not found 404, conflict 409,
+unavailable 503 with ``Retry-After``. The database's errors and request validation map here too.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +16,31 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from constraints.base import EngineNotReady, EngineRefused, EngineUnavailable
-from service.labeling import ConfigError
-from service.predictor import TaskDataError
+from constraints.errors import BadInput, Conflict, NotFound, PrompterError, Unavailable
 
 log = logging.getLogger(__name__)
 
-LOADING_RETRY_AFTER_S = 5
-UNAVAILABLE_RETRY_AFTER_S = 5
 DATABASE_RETRY_AFTER_S = 2
+STATUS_OF_KIND: tuple[tuple[type[PrompterError], int], ...] = (
+    (BadInput, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (NotFound, status.HTTP_404_NOT_FOUND),
+    (Conflict, status.HTTP_409_CONFLICT),
+    (Unavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
+)
 
 
-class Overloaded(RuntimeError):
-    """Too much work is queued; the client should retry after ``retry_after`` seconds."""
+def status_of(exc: PrompterError) -> int:
+    """The HTTP status of one of Prompter's errors (500 for a kind the API should not see)."""
+    return next((code for kind, code in STATUS_OF_KIND if isinstance(exc, kind)), status.HTTP_500_INTERNAL_SERVER_ERROR)
 
-    def __init__(self, detail: str = "the model is busy; retry shortly", retry_after: int = 2) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
+
+async def _prompter_error(request: Request, exc: PrompterError) -> JSONResponse:
+    code = status_of(exc)
+    if code == status.HTTP_500_INTERNAL_SERVER_ERROR:  # a kind no request should see: logged, no detail leaks
+        return await _internal(request, exc)
+    retry = getattr(exc, "retry_after", None) if isinstance(exc, Unavailable) else None
+    headers = {"Retry-After": str(retry)} if retry else None
+    return JSONResponse(status_code=code, content={"detail": str(exc)}, headers=headers)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -48,34 +59,6 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     detail = "invalid request: " + "; ".join(_describe(e) for e in errors)
     content = {"detail": detail, "errors": jsonable_encoder(errors, exclude={"input", "url"})}
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=content)
-
-
-async def _unprocessable(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": str(exc)})
-
-
-async def _not_ready(_: Request, exc: EngineNotReady) -> JSONResponse:
-    from service import runtime  # here, not at the top: runtime's model queue imports this module
-
-    headers = {"Retry-After": str(LOADING_RETRY_AFTER_S)} if runtime.state().state == "loading" else None
-    return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)}, headers=headers)
-
-
-async def _unavailable(_: Request, exc: EngineUnavailable) -> JSONResponse:
-    """The model server (vLLM) is down, slow or failing: the client may retry; the reason says which."""
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": str(exc)},
-        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
-    )
-
-
-async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": exc.detail},
-        headers={"Retry-After": str(exc.retry_after)},
-    )
 
 
 async def _database_unavailable(request: Request, exc: OperationalError | PoolTimeout) -> JSONResponse:
@@ -111,12 +94,7 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ConfigError, _unprocessable)
-    app.add_exception_handler(TaskDataError, _unprocessable)
-    app.add_exception_handler(EngineNotReady, _not_ready)
-    app.add_exception_handler(EngineUnavailable, _unavailable)
-    app.add_exception_handler(EngineRefused, _unprocessable)  # e.g. a prompt over the vLLM server's context
-    app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(PrompterError, _prompter_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(DataError, _unstorable)

@@ -17,15 +17,22 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Overloaded
+from constraints.errors import Unavailable
 from service.predictor import TaskPrediction
 
 log = logging.getLogger(__name__)
 
 INTERACTIVE, BATCH = 0, 1
 
-# (key, tasks, examples) -> predictions for those tasks; key groups chunks that may share a batch
-RunBatch = Callable[[Any, list[dict], list[str] | None], list[TaskPrediction]]
+
+class Overloaded(Unavailable):
+    """Too much work is queued for the model; the client should retry after ``retry_after`` seconds."""
+
+    retry_after = 2
+
+
+# (key, tasks, per-task contexts) -> predictions for those tasks; key groups chunks that may share a batch
+RunBatch = Callable[[Any, list[dict], list[Any]], list[TaskPrediction]]
 
 
 @dataclass
@@ -54,7 +61,7 @@ class _Chunk:
     seq: int
     key: Any = field(compare=False)
     tasks: list[dict] = field(compare=False)
-    examples: list[str] | None = field(compare=False)
+    contexts: list[Any] = field(compare=False)
     request: _Request = field(compare=False)
     offset: int = field(compare=False)
 
@@ -77,7 +84,7 @@ class MicroBatcher:
         return self._pending
 
     def submit(
-        self, key: Any, tasks: list[dict], examples: list[str] | None = None, interactive: bool = False
+        self, key: Any, tasks: list[dict], contexts: list[Any] | None = None, interactive: bool = False
     ) -> Future:
         """Queue one request; its future resolves to one prediction per task, in order."""
         with self._pending_lock:
@@ -93,13 +100,17 @@ class MicroBatcher:
         request = _Request(future, [None] * len(tasks), len(chunks))
         priority = INTERACTIVE if interactive else BATCH
         for start in chunks:
-            part = examples[start : start + self.batch_size] if examples is not None else None
+            part = (
+                contexts[start : start + self.batch_size]
+                if contexts is not None
+                else [None] * len(tasks[start : start + self.batch_size])
+            )
             chunk = _Chunk(priority, next(self._seq), key, tasks[start : start + self.batch_size], part, request, start)
             self._queue.put(chunk)
         return future
 
-    async def predict(self, key: Any, tasks: list[dict], examples: list[str] | None = None, interactive: bool = False):
-        return await asyncio.wrap_future(self.submit(key, tasks, examples, interactive))
+    async def predict(self, key: Any, tasks: list[dict], contexts: list[Any] | None = None, interactive: bool = False):
+        return await asyncio.wrap_future(self.submit(key, tasks, contexts, interactive))
 
     def _release(self) -> None:
         with self._pending_lock:
@@ -114,12 +125,7 @@ class MicroBatcher:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if (
-                nxt.key == first.key
-                and nxt.priority == first.priority
-                and size + len(nxt.tasks) <= self.batch_size
-                and (nxt.examples is None) == (first.examples is None)
-            ):
+            if nxt.key == first.key and nxt.priority == first.priority and size + len(nxt.tasks) <= self.batch_size:
                 batch.append(nxt)
                 size += len(nxt.tasks)
             else:
@@ -135,9 +141,9 @@ class MicroBatcher:
             if not live:
                 continue
             tasks = [t for c in live for t in c.tasks]
-            examples = None if live[0].examples is None else [e for c in live for e in c.examples]
+            contexts = [x for c in live for x in c.contexts]
             try:
-                preds = self.run(live[0].key, tasks, examples)
+                preds = self.run(live[0].key, tasks, contexts)
             except BaseException as exc:  # delivered to the waiting requests, never kills the worker
                 if not isinstance(exc, ValueError):
                     log.exception("a model batch failed")

@@ -1,4 +1,6 @@
-"""Task data kept for the agent, and annotated tasks as the agent sees them: data plus gold labels."""
+"""Task data kept from Label Studio's requests, and annotated tasks: that data plus the newest annotation's labels.
+
+The webhook's annotation carries no task text, so the data of every task Prompter labels is kept to re-score it."""
 
 from __future__ import annotations
 
@@ -8,11 +10,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from agent.models import TaskData
 from service.labeling import ProjectSchema
-from service.prompting import render_value
 from service.store import repo
-from service.store.models import utcnow
+from service.store.models import TaskData, as_task_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -22,17 +22,8 @@ class AnnotatedTask:
     gold: dict[str, list[str]]  # Choices control name -> labels (Label Studio values)
 
     def as_task(self) -> dict[str, Any]:
-        """The Label Studio task shape ``predict_tasks`` takes."""
+        """The Label Studio task shape ``label_tasks`` takes."""
         return {"id": self.task_id, "data": self.data}
-
-
-def _task_id(task: dict[str, Any]) -> int | None:
-    value = task.get("id")
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
 
 
 def remember_tasks(session: Session, project_id: str, tasks: Iterable[Any]) -> int:
@@ -44,7 +35,7 @@ def remember_tasks(session: Session, project_id: str, tasks: Iterable[Any]) -> i
     for task in tasks:
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             continue
-        task_id = _task_id(task)
+        task_id = as_task_id(task.get("id"))
         if task_id is not None:
             rows[task_id] = task["data"]
     if not rows:
@@ -98,9 +89,3 @@ def annotated_tasks(session: Session, project_id: str, schema: ProjectSchema) ->
             continue
         out.append(AnnotatedTask(task_id, data, newest[task_id]))
     return out
-
-
-def task_text(schema: ProjectSchema, data: dict[str, Any], control_to_name: str | None = None) -> str:
-    """The text the model reads for a task: the object a Choices control labels (the first by default)."""
-    obj = schema.object_for(control_to_name) if control_to_name else schema.objects[0]
-    return render_value(obj, data.get(obj.value_key))
