@@ -12,11 +12,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from service.app import create_app
 from service.settings import settings
@@ -49,15 +51,13 @@ class Served:
         return f"http://{self.auth[0]}:{self.auth[1].replace(' ', '%20')}@{host}{path}"
 
 
-@pytest.fixture
-def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    """The app behind basic auth on a free loopback port, in a thread; stopped after the test."""
-    monkeypatch.setattr(settings, "basic_auth_user", USER)
-    monkeypatch.setattr(settings, "basic_auth_pass", PASSWORD)
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free loopback port: its ``http://127.0.0.1:<port>``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine=tiny_engine), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -66,11 +66,21 @@ def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterato
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", (USER, PASSWORD))
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture
+def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    """The app behind basic auth on a free loopback port, in a thread; stopped after the test."""
+    monkeypatch.setattr(settings, "basic_auth_user", USER)
+    monkeypatch.setattr(settings, "basic_auth_pass", PASSWORD)
+    monkeypatch.setattr(settings, "host", "127.0.0.1")
+    with serving(create_app(engine=tiny_engine)) as url:
+        yield Served(url, (USER, PASSWORD))
 
 
 @pytest.fixture
