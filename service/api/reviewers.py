@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import secrets
 from enum import StrEnum
 from functools import lru_cache
@@ -21,6 +20,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
+from service.api.security import is_loopback
 from service.settings import settings
 
 HASH_SCHEME = "pbkdf2_sha256"  # Django's format: pbkdf2_sha256$<iterations>$<salt>$<base64 digest>
@@ -86,20 +86,11 @@ def authenticate(username: str, password: str) -> str | None:
     return username if stored is not None and check_password(stored, password) else None
 
 
-def listens_on_loopback(host: str) -> bool:
-    if host.strip().lower() in {"localhost", "localhost.localdomain", "ip6-localhost"}:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
 def review_access() -> ReviewAccess:
     """The rule in force, from the settings and the address Prompter listens on (PROMPTER_HOST / --host)."""
     if accounts():
         return ReviewAccess.CREDENTIALS
-    return ReviewAccess.LOOPBACK_OPEN if listens_on_loopback(settings.host) else ReviewAccess.REFUSED
+    return ReviewAccess.LOOPBACK_OPEN if is_loopback(settings.host) else ReviewAccess.REFUSED
 
 
 def describe_access() -> str:

@@ -1,5 +1,6 @@
 """Request guards that run before any route: no cross-site browser request changes state, state-changing bodies
-are JSON, and no body larger than the limit is read.
+are JSON, a Prompter on loopback answers browsers only at a loopback name (DNS rebinding), and no body larger
+than the limit is read.
 
 Both are pure ASGI middleware: they decide on the headers, before a byte of the body is buffered, and answer
 with a JSON ``detail`` like every other refusal. Label Studio's server-to-server calls send no ``Origin`` and
@@ -8,6 +9,7 @@ with a JSON ``detail`` like every other refusal. Label Studio's server-to-server
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from urllib.parse import urlsplit
 
@@ -19,6 +21,19 @@ from service.settings import settings
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SAFE_FETCH_SITES = frozenset({"same-origin", "none"})  # "none": typed in the address bar, a bookmark
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """A loopback address or name (``127.0.0.1``, ``::1``, ``[::1]``, ``localhost``); a host name may resolve to
+    anything, so it is not."""
+    host = host.strip().lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_origin(value: str) -> str | None:
@@ -79,6 +94,29 @@ def cross_site_refusal(scope: Scope, headers: Headers) -> str | None:
     return None
 
 
+def rebinding_refusal(headers: Headers) -> str | None:
+    """Why a request to a Prompter listening on loopback is refused for its Host, or None.
+
+    A page on a name its owner re-points at 127.0.0.1 (DNS rebinding) is same-origin with Prompter to the
+    browser, and its GETs carry neither ``Origin`` nor (plain http) ``Sec-Fetch-Site``: only the ``Host`` header,
+    that name, gives it away. So on loopback a request must name a loopback host (``127.0.0.1``, ``localhost``,
+    ``[::1]``), or the host of an origin in PROMPTER_ALLOWED_ORIGINS. Clients on the same machine (Label Studio,
+    curl, the demo) use those names; a request with no Host at all (HTTP/1.0) passes.
+    """
+    if not is_loopback(settings.host) or (host := headers.get("host")) is None:
+        return None
+    try:
+        hostname = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        hostname = ""
+    if is_loopback(hostname) or hostname in {urlsplit(origin).hostname for origin in allowed_origins()}:
+        return None
+    return (
+        f"Host {host!r} refused: Prompter listens on loopback ({settings.host}) and answers at a loopback name "
+        "only (DNS rebinding); add the origin to PROMPTER_ALLOWED_ORIGINS"
+    )
+
+
 def content_type_refusal(headers: Headers) -> str | None:
     """Why a state-changing request's body is refused, or None: a body must be declared ``application/json``
     (or ``application/*+json``), which a browser cannot send cross-site without a CORS preflight, and this server
@@ -104,16 +142,23 @@ async def send_refusal(send: Send, status: int, detail: str) -> None:
 
 
 class CrossSiteGuard:
-    """POST, PUT, PATCH and DELETE: 403 for a cross-site browser request, 415 for a body that is not JSON."""
+    """POST, PUT, PATCH and DELETE: 403 for a cross-site browser request, 415 for a body that is not JSON. Any
+    method: 403 for a request at a non-loopback name to a Prompter on loopback."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if (reason := rebinding_refusal(headers)) is not None:
+            await send_refusal(send, 403, reason)
+            return
+        if scope.get("method") not in STATE_CHANGING:
+            await self.app(scope, receive, send)
+            return
         if (reason := cross_site_refusal(scope, headers)) is not None:
             await send_refusal(send, 403, reason)
             return

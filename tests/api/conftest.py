@@ -33,7 +33,7 @@ def ls() -> dict[str, Any]:
 def client(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setattr(settings, "response_max_tokens", 0)  # tests that need it turn it on
     monkeypatch.setattr(settings, "host", "127.0.0.1")  # as `prompter serve --host 127.0.0.1`: review actions open
-    with TestClient(create_app(engine=tiny_engine)) as c:
+    with TestClient(create_app(engine=tiny_engine), base_url="http://localhost") as c:  # a loopback Host
         yield c
 
 

@@ -35,7 +35,7 @@ from tests.api.test_review import propose
 from tests.store_snapshot import snapshot
 
 EVIL = "http://evil.example"
-SAME = "http://testserver"  # the TestClient's Host
+SAME = "http://localhost"  # the client fixture's Host
 
 
 def state_changing(ls: dict, proposal_id: int) -> list[tuple[str, Any]]:
@@ -82,7 +82,7 @@ FORGERIES = {
         "Content-Type": "text/plain",
         "Sec-Fetch-Site": "same-site",
     },
-    "old browser, no Sec-Fetch-Site": {"Origin": "http://testserver.evil.example", "Content-Type": "text/plain"},
+    "old browser, no Sec-Fetch-Site": {"Origin": "http://localhost.evil.example", "Content-Type": "text/plain"},
 }
 
 
@@ -157,6 +157,31 @@ def test_allowed_origins_open_up(client: TestClient, seeded: int, monkeypatch: p
     assert client.post("/projects/1/prompts/2/activate", headers=headers).status_code == 200
     refused = client.post("/projects/1/prompts/1/activate", headers={**headers, "Origin": "https://ls.example:8443"})
     assert refused.status_code == 403
+
+
+def test_dns_rebinding_is_refused_on_loopback(
+    client: TestClient, seeded: int, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page on a name re-pointed at 127.0.0.1 is same-origin to the browser: only its Host gives it away."""
+    rebound = "http://rebind.example:9090"
+    browser = {"Host": "rebind.example:9090", "Origin": rebound, "Sec-Fetch-Site": "same-origin"}
+    before = snapshot(db_url)
+    for method, path, headers in [
+        ("POST", "/projects/1/prompts/2/activate", browser),
+        ("GET", "/projects/1/prompts", {"Host": "rebind.example:9090"}),  # a same-origin GET: no Origin
+        ("GET", "/review", {"Host": "rebind.example"}),
+    ]:
+        response = client.request(method, path, headers=headers)
+        assert response.status_code == 403, (method, path, response.text)
+        assert "listens on loopback (127.0.0.1)" in response.json()["detail"]
+    assert snapshot(db_url) == before
+    for loopback in ("127.0.0.1:9090", "[::1]:9090", "localhost", "127.0.0.5"):
+        assert client.get("/projects/1/prompts", headers={"Host": loopback}).status_code == 200, loopback
+    monkeypatch.setattr(settings, "allowed_origins", rebound)  # e.g. a reverse proxy that keeps the Host
+    assert client.post("/projects/1/prompts/2/activate", headers=browser).status_code == 200
+    monkeypatch.setattr(settings, "allowed_origins", "")
+    monkeypatch.setattr(settings, "host", "0.0.0.0")  # beyond loopback any Host is normal (reviewers guard writes)
+    assert client.get("/projects/1/prompts", headers=browser).status_code == 200
 
 
 def test_reads_are_not_guarded(client: TestClient, seeded: int) -> None:

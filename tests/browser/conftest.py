@@ -84,8 +84,9 @@ def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
-    """A headless Chromium driven by selenium, with a fresh profile; its console log is kept."""
+def browser(request: pytest.FixtureRequest) -> Iterator[object]:
+    """A headless Chromium driven by selenium, with a fresh profile; its console log is kept. Parametrized
+    indirectly, the parameter is a list of extra command-line flags."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -95,7 +96,7 @@ def browser() -> Iterator[object]:
     profile = tempfile.mkdtemp(prefix="prompter-review-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+    for flag in [*CHROMIUM_FLAGS, *getattr(request, "param", []), f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)

@@ -1,6 +1,7 @@
 """Attacks from a real headless Chromium: a page on another origin POSTs forms and no-cors fetches to every
 state-changing endpoint (nothing changes: the store is read afterwards), frames /review (the frame is refused),
-and annotator- or model-written markup renders inert on the review page.
+a page on a name rebound to 127.0.0.1 can neither read nor write, and annotator- or model-written markup renders
+inert on the review page.
 
 Prompter is served on http://127.0.0.1:<port>; the attacker's pages on http://localhost:<other port>, another
 site to the browser. A recorder in front of the app keeps what reached the server, so the test also shows the
@@ -289,3 +290,39 @@ def test_markup_in_prompts_and_decisions_renders_inert(
         assert row.find_element(By.CSS_SELECTOR, "td:nth-child(5)").text == XSS_TITLE
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
+
+
+REBOUND = "rebind.test"  # Chromium resolves it to 127.0.0.1, as after a DNS rebinding
+
+
+@pytest.mark.parametrize("browser", [[f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]], indirect=True)
+def test_a_page_on_a_rebound_name_can_neither_read_nor_write(
+    db_url: str, tiny_engine, browser: WebDriver, monkeypatch
+) -> None:
+    """The attacker's page, once its name points at 127.0.0.1, is same-origin with Prompter: every request it
+    makes, the page itself included, is answered 403 because of its Host."""
+    monkeypatch.setattr(settings, "host", "127.0.0.1")
+    recorder = Recorder(create_app(engine=tiny_engine))
+    with serving(recorder) as url:
+        seed(db_url)
+        before = snapshot(db_url)
+        rebound = url.replace("127.0.0.1", REBOUND)
+        browser.get(f"{rebound}/review/1")
+        assert "listens on loopback" in browser.find_element(By.TAG_NAME, "body").text  # not even the page
+        answers = browser.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            const post = { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" };
+            Promise.all([
+              fetch("/projects/1/prompts", { credentials: "include" }).then((r) => r.status),
+              fetch("/projects/1/prompts/2/activate", post).then((r) => r.status),
+            ]).then(done, (e) => done(String(e)));
+            """
+        )
+        assert answers == [403, 403]
+        assert snapshot(db_url) == before
+        seen = [(r["method"], r["path"], r["origin"], r["status"]) for r in recorder.seen]
+        # the page's own origin: same-origin to the browser (no Sec-Fetch-Site on plain http to a name)
+        assert ("POST", "/projects/1/prompts/2/activate", rebound, 403) in seen
+        assert ("GET", "/projects/1/prompts", None, 403) in seen
+        assert {r["status"] for r in recorder.seen} == {403}
