@@ -1,10 +1,11 @@
 """Request guards that run before any route: no cross-site browser request changes state, state-changing bodies
-are JSON, a Prompter on loopback answers browsers only at a loopback name (DNS rebinding), and no body larger
-than the limit is read.
+are JSON, a Prompter on loopback answers only at a loopback name (DNS rebinding), and no body larger than the
+limit is read.
 
-Both are pure ASGI middleware: they decide on the headers, before a byte of the body is buffered, and answer
-with a JSON ``detail`` like every other refusal. Label Studio's server-to-server calls send no ``Origin`` and
-``Content-Type: application/json`` (tests/e2e/fixtures/ls_requests.json), so they pass unchanged.
+``CrossSiteGuard`` and ``BodyLimit`` are pure ASGI middleware: they decide on the headers, before a byte of
+the body is buffered, and answer with a JSON ``detail`` like every other refusal. Label Studio's server-to-server
+calls send no ``Origin`` and ``Content-Type: application/json`` (tests/e2e/fixtures/ls_requests.json), so they
+pass unchanged.
 """
 
 from __future__ import annotations
