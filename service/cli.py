@@ -51,9 +51,10 @@ def serve(args: argparse.Namespace) -> int:
 
     level = (args.log_level or settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.host = args.host or settings.host  # the review actions' rule depends on where Prompter listens
     uvicorn.run(
         create_app(),
-        host=args.host or settings.host,
+        host=settings.host,
         port=args.port or settings.port,
         log_level=(args.log_level or settings.log_level).lower(),
         workers=1,

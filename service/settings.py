@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".cache" / "prompter"
+BODY_LIMIT_TASKS = 4_000  # the largest Retrieve Predictions batch the body limit is sized for
+BODY_TASK_OVERHEAD_BYTES = 4_096  # a task's JSON besides its text: id, data keys, meta, annotations, predictions
 
 
 StrategyName = Literal["retrieval", "fixed_demos", "definitions", "rewrite"]
@@ -124,7 +126,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
 
     # Service
-    host: str = "0.0.0.0"
+    host: str = Field(
+        default="127.0.0.1",
+        description="Where `prompter serve` listens; beyond loopback review actions need credentials.",
+    )
     port: int = 9090
     basic_auth_user: str | None = Field(
         default=None, validation_alias=AliasChoices("BASIC_AUTH_USER", "PROMPTER_BASIC_AUTH_USER")
@@ -132,7 +137,30 @@ class Settings(BaseSettings):
     basic_auth_pass: str | None = Field(
         default=None, validation_alias=AliasChoices("BASIC_AUTH_PASS", "PROMPTER_BASIC_AUTH_PASS")
     )
+    reviewers: SecretStr | None = Field(
+        default=None,
+        description="Reviewer accounts for the review actions: 'name:password,...'; a password may be a "
+        "pbkdf2_sha256$... hash (service.api.reviewers.hash_password).",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Other origins (scheme://host[:port], comma-separated) whose pages may POST to Prompter; "
+        "its own origin always may.",
+    )
+    max_body_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Largest request body; default BODY_LIMIT_TASKS x (PROMPTER_MAX_TEXT_CHARS + "
+        "BODY_TASK_OVERHEAD_BYTES), Label Studio's largest realistic /predict.",
+    )
     log_level: str = "info"
+
+    def body_limit(self) -> int:
+        """PROMPTER_MAX_BODY_BYTES, or room for BODY_LIMIT_TASKS tasks of PROMPTER_MAX_TEXT_CHARS ASCII characters
+        each with their JSON around them (ids, meta, annotations): 4,000 x (20,000 + 4,096) = 96,384,000 bytes."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return BODY_LIMIT_TASKS * (self.max_text_chars + BODY_TASK_OVERHEAD_BYTES)
 
     # The agent (PROMPTER_AGENT_*)
     agent: AgentSettings = Field(default_factory=AgentSettings)

@@ -18,6 +18,7 @@ from service.store import db  # noqa: E402
 from tests.pg_cluster import PostgresCluster  # noqa: E402
 
 DATABASES = ("sqlite", "postgresql")
+LOOPBACK = "http://localhost"  # the base URL of in-process clients: Prompter on loopback answers loopback names only
 
 
 def pytest_configure(config: pytest.Config) -> None:

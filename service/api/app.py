@@ -14,6 +14,8 @@ from constraints.base import Engine
 from service.api.auth import auth_enabled, require_basic_auth
 from service.api.errors import install_error_handlers
 from service.api.main import api_router
+from service.api.reviewers import describe_access
+from service.api.security import BodyLimit, CrossSiteGuard
 from service.api.telemetry import LatencyMiddleware
 from service.runtime import host
 from service.settings import settings
@@ -32,6 +34,7 @@ def create_app(engine: Engine | None = None, load_model: bool = True) -> FastAPI
         host.set_engine(engine)
     if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
         log.warning("basic auth is off: set both BASIC_AUTH_USER and BASIC_AUTH_PASS to turn it on")
+    log.info("%s; request bodies up to %d bytes", describe_access(), settings.body_limit())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -51,5 +54,7 @@ def create_app(engine: Engine | None = None, load_model: bool = True) -> FastAPI
     )
     install_error_handlers(app)
     app.add_middleware(LatencyMiddleware)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(CrossSiteGuard)  # outermost: a cross-site request is refused before anything else runs
     app.include_router(api_router)
     return app

@@ -23,7 +23,7 @@ class SetupRequest(LSModel):
     project: str | int | None = None
     label_config: str = Field(alias="schema")
     hostname: str | None = None
-    access_token: str | None = None
+    access_token: str | None = Field(default=None, exclude=True, repr=False)  # Label Studio's: never stored or shown
     extra_params: Any = None  # null or a dict; not used yet
 
 

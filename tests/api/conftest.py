@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.settings import settings
+from tests.conftest import LOOPBACK
 
 CAPTURED = Path(__file__).resolve().parents[1] / "e2e" / "fixtures" / "ls_requests.json"
 
@@ -32,12 +33,13 @@ def ls() -> dict[str, Any]:
 @pytest.fixture
 def client(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setattr(settings, "response_max_tokens", 0)  # tests that need it turn it on
-    with TestClient(create_app(engine=tiny_engine)) as c:
+    monkeypatch.setattr(settings, "host", "127.0.0.1")  # as `prompter serve --host 127.0.0.1`: review actions open
+    with TestClient(create_app(engine=tiny_engine), base_url=LOOPBACK) as c:
         yield c
 
 
 @pytest.fixture
 def loading_client(db_url: str) -> Iterator[TestClient]:
     """An app whose model never finishes loading."""
-    with TestClient(create_app(load_model=False)) as c:
+    with TestClient(create_app(load_model=False), base_url=LOOPBACK) as c:
         yield c

@@ -7,13 +7,14 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.settings import settings
+from tests.conftest import LOOPBACK
 
 
 @pytest.fixture
 def protected(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setattr(settings, "basic_auth_user", "ls")
     monkeypatch.setattr(settings, "basic_auth_pass", "s3cret")
-    with TestClient(create_app(engine=tiny_engine)) as client:
+    with TestClient(create_app(engine=tiny_engine), base_url=LOOPBACK) as client:
         yield client
 
 
@@ -56,5 +57,5 @@ def test_malformed_authorization_header_is_401(protected: TestClient) -> None:
 def test_one_credential_alone_leaves_auth_off(db_url: str, tiny_engine, monkeypatch) -> None:
     monkeypatch.setattr(settings, "basic_auth_user", "ls")
     monkeypatch.setattr(settings, "basic_auth_pass", None)
-    with TestClient(create_app(engine=tiny_engine)) as client:
+    with TestClient(create_app(engine=tiny_engine), base_url=LOOPBACK) as client:
         assert client.get("/health").status_code == 200

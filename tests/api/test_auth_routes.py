@@ -16,6 +16,7 @@ from starlette.routing import Mount
 
 from service.api.app import create_app
 from service.settings import settings
+from tests.conftest import LOOPBACK
 
 try:  # FastAPI >= 0.16x keeps included routers lazily; this yields their routes with the full path
     from fastapi.routing import iter_route_contexts
@@ -47,7 +48,7 @@ def _routes(app: FastAPI) -> list[tuple[str, str]]:
 def protected(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setattr(settings, "basic_auth_user", CREDENTIALS[0])
     monkeypatch.setattr(settings, "basic_auth_pass", CREDENTIALS[1])
-    with TestClient(create_app(engine=tiny_engine), raise_server_exceptions=False) as client:
+    with TestClient(create_app(engine=tiny_engine), raise_server_exceptions=False, base_url=LOOPBACK) as client:
         yield client
 
 
@@ -82,6 +83,6 @@ def test_every_route_lets_the_right_credentials_through(protected: TestClient) -
 
 def test_auth_off_ignores_a_malformed_authorization_header(db_url: str, tiny_engine) -> None:
     """Without auth configured the header means nothing: a client sending junk is not refused."""
-    with TestClient(create_app(engine=tiny_engine)) as client:
+    with TestClient(create_app(engine=tiny_engine), base_url=LOOPBACK) as client:
         response = client.get("/health", headers={"Authorization": "Basic bMtu6RYisBL9KDE6"})
         assert response.status_code == 200

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from service.api.app import create_app
 from service.store import db, repo
+from tests.conftest import LOOPBACK
 from tests.pg_cluster import PostgresCluster
 
 ON_POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -18,7 +19,7 @@ ON_POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 @pytest.fixture
 def service(db_url: str, tiny_engine: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(engine=tiny_engine)) as client:
+    with TestClient(create_app(engine=tiny_engine), base_url=LOOPBACK) as client:
         yield client
 
 

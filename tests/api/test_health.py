@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.runtime import host
+from tests.conftest import LOOPBACK
 
 
 def test_health_ready(client: TestClient) -> None:
@@ -27,7 +28,7 @@ def test_health_while_loading_answers_at_once(db_url: str) -> None:
         release.wait(30)
         raise RuntimeError("never mind")
 
-    with TestClient(create_app(load_model=False)) as client:
+    with TestClient(create_app(load_model=False), base_url=LOOPBACK) as client:
         host.start_loading(slow_loader)
         started = time.perf_counter()
         body = client.get("/health").json()
@@ -44,7 +45,7 @@ def test_health_while_loading_answers_at_once(db_url: str) -> None:
 
 
 def test_background_loading_installs_the_engine(db_url: str, tiny_engine) -> None:
-    with TestClient(create_app(load_model=False)) as client:
+    with TestClient(create_app(load_model=False), base_url=LOOPBACK) as client:
         host.start_loading(lambda: tiny_engine).join(5)
         body = client.get("/health").json()
     assert body["model_state"] == "ready"

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 from service.settings import settings
 from service.store import db, repo
 from service.store.models import Prediction
+from tests.conftest import LOOPBACK
 
 
 def _labels(ls: dict) -> set[str]:
@@ -237,7 +238,7 @@ def test_internal_error_hides_the_trace(db_url: str, tiny_engine, ls: dict, monk
         raise ZeroDivisionError("secret internals")
 
     monkeypatch.setattr(host, "run_predictions", crash)
-    with TestClient(create_app(engine=tiny_engine), raise_server_exceptions=False) as client:
+    with TestClient(create_app(engine=tiny_engine), raise_server_exceptions=False, base_url=LOOPBACK) as client:
         client.post("/setup", json=ls["setup"])
         response = client.post("/predict", json=ls["predict_batch"])
         assert response.status_code == 500

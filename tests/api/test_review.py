@@ -20,6 +20,7 @@ from service.store import db, repo
 from service.store.models import AnnotationCreate, Prediction, Proposal
 from service.store.tasks import AnnotatedTask, remember_tasks
 from tests.agent.conftest import CONFIG, CopyEngine, labeled
+from tests.conftest import LOOPBACK
 
 MODEL = "test/tiny-gemma3"  # the tiny engine's model id
 
@@ -310,7 +311,7 @@ def test_review_page_and_its_files(client: TestClient) -> None:
 def protected(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setattr(settings, "basic_auth_user", "ls")
     monkeypatch.setattr(settings, "basic_auth_pass", "s3cret")
-    with TestClient(create_app(engine=tiny_engine)) as c:
+    with TestClient(create_app(engine=tiny_engine), base_url=LOOPBACK) as c:
         yield c
 
 

@@ -12,11 +12,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from service.api.app import create_app
 from service.settings import settings
@@ -49,15 +51,13 @@ class Served:
         return f"http://{self.auth[0]}:{self.auth[1].replace(' ', '%20')}@{host}{path}"
 
 
-@pytest.fixture
-def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    """The app behind basic auth on a free loopback port, in a thread; stopped after the test."""
-    monkeypatch.setattr(settings, "basic_auth_user", USER)
-    monkeypatch.setattr(settings, "basic_auth_pass", PASSWORD)
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free loopback port: its ``http://127.0.0.1:<port>``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine=tiny_engine), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -66,7 +66,7 @@ def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterato
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", (USER, PASSWORD))
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -74,8 +74,19 @@ def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
-    """A headless Chromium driven by selenium, with a fresh profile; its console log is kept."""
+def served(db_url: str, tiny_engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    """The app behind basic auth on a free loopback port, in a thread; stopped after the test."""
+    monkeypatch.setattr(settings, "basic_auth_user", USER)
+    monkeypatch.setattr(settings, "basic_auth_pass", PASSWORD)
+    monkeypatch.setattr(settings, "host", "127.0.0.1")
+    with serving(create_app(engine=tiny_engine)) as url:
+        yield Served(url, (USER, PASSWORD))
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Iterator[object]:
+    """A headless Chromium driven by selenium, with a fresh profile; its console log is kept. Parametrized
+    indirectly, the parameter is a list of extra command-line flags."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -85,7 +96,7 @@ def browser() -> Iterator[object]:
     profile = tempfile.mkdtemp(prefix="prompter-review-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+    for flag in [*CHROMIUM_FLAGS, *getattr(request, "param", []), f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)

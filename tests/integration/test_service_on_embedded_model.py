@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.labeling import parse_config
 from service.settings import settings
+from tests.conftest import LOOPBACK
 
 pytestmark = pytest.mark.model
 
@@ -26,7 +27,7 @@ def test_interactive_predict_with_a_finance_dialogue(embedded_engine, db_url: st
         {"author": "customer", "text": "I was in a car accident this morning and need to file a claim."},
     ]
     labels = set(parse_config(body["label_config"]).choices[0].label_set.labels)
-    with TestClient(create_app(engine=embedded_engine)) as client:
+    with TestClient(create_app(engine=embedded_engine), base_url=LOOPBACK) as client:
         assert client.get("/health").json()["model_state"] == "ready"
         response = client.post("/predict", json=body)
     assert response.status_code == 200, response.text

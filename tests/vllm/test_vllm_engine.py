@@ -15,6 +15,7 @@ import torch
 from constraints.base import EngineUnavailable, Query
 from constraints.labelset import LabelSet
 from service.bench.outlines import DEFAULT_SETS, load_labeled, make_queries
+from tests.conftest import LOOPBACK
 
 pytestmark = pytest.mark.vllm
 
@@ -155,7 +156,7 @@ def test_the_service_predicts_through_the_vllm_engine_and_injection_stays_in_the
     allowed = set(re.findall(r'<Choice value="([^"]+)"', setup["schema"]))
     for task, text in zip(batch["tasks"], INJECTIONS, strict=False):
         task["data"]["dialogue"][0]["text"] = text
-    with TestClient(create_app(engine=vllm_engine)) as client:
+    with TestClient(create_app(engine=vllm_engine), base_url=LOOPBACK) as client:
         assert client.post("/setup", json=setup).status_code == 200
         response = client.post("/predict", json=batch)
         assert response.status_code == 200, response.text

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from agent import review
 from service.api.deps import SessionDep
+from service.api.reviewers import ReviewerDep
 from service.api.routes.projects import require_project
 from service.runtime import host
 from service.store import repo
@@ -97,7 +98,7 @@ def diff_prompts(
 
 
 @router.post("/{version_id}/activate")
-def activate_prompt(session: SessionDep, project_id: str, version_id: int) -> ActivePrompt:
+def activate_prompt(session: SessionDep, project_id: str, version_id: int, _: ReviewerDep) -> ActivePrompt:
     """Make a version of the project its active prompt again (rollback); the next /predict uses it."""
     require_project(session, project_id)
     _version_of(session, project_id, version_id)

@@ -5,21 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi import APIRouter
 from pydantic import BaseModel, StringConstraints
 
 from agent import review
-from service.api.auth import auth_enabled
 from service.api.deps import SessionDep
+from service.api.reviewers import ReviewerDep
 from service.api.routes.projects import require_project
 from service.api.routes.prompts import ActivePrompt, active_prompt
 from service.runtime import host
 from service.store.models import Proposal, ProposalStatus
 
 router = APIRouter(tags=["proposals"])
-
-_basic = HTTPBasic(auto_error=False)
 
 
 class ProposalPublic(BaseModel):
@@ -48,7 +45,7 @@ class ProposalDetail(ProposalPublic):
 
 
 class AcceptRequest(BaseModel):
-    decided_by: str | None = None
+    decided_by: str | None = None  # heeded only when no reviewer authenticates (loopback, nothing configured)
 
 
 class AcceptResponse(ActivePrompt):
@@ -58,14 +55,6 @@ class AcceptResponse(ActivePrompt):
 class RejectRequest(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     decided_by: str | None = None
-
-
-def reviewer(credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> str | None:
-    """Who decides when the request does not say: the basic-auth user, when auth is on."""
-    return credentials.username if credentials is not None and auth_enabled() else None
-
-
-ReviewerDep = Annotated[str | None, Depends(reviewer)]
 
 
 def _public(proposal: Proposal) -> ProposalPublic:
@@ -91,8 +80,9 @@ def accept_proposal(
     session: SessionDep, proposal_id: int, who: ReviewerDep, body: AcceptRequest | None = None
 ) -> AcceptResponse:
     """Make the proposal the project's active prompt; the answer names the new ``model_version`` /predict
-    reports from now on. 409 when the proposal was already decided (of two concurrent accepts one wins)."""
-    version = review.accept_proposal(session, proposal_id, decided_by=(body and body.decided_by) or who)
+    reports from now on; ``decided_by`` is the authenticated reviewer. 409 when the proposal was already decided
+    (of two concurrent accepts one wins)."""
+    version = review.accept_proposal(session, proposal_id, decided_by=who or (body and body.decided_by) or None)
     proposal = review.get_proposal(session, proposal_id)
     host.warm_soon(version.project_id)
     return AcceptResponse(**active_prompt(version).model_dump(), proposal=_public(proposal))
@@ -101,5 +91,5 @@ def accept_proposal(
 @router.post("/proposals/{proposal_id}/reject")
 def reject_proposal(session: SessionDep, proposal_id: int, body: RejectRequest, who: ReviewerDep) -> ProposalPublic:
     """Reject a pending proposal; the reason is required and kept with it. 409 when it was already decided."""
-    proposal = review.reject_proposal(session, proposal_id, body.reason, decided_by=body.decided_by or who)
+    proposal = review.reject_proposal(session, proposal_id, body.reason, decided_by=who or body.decided_by)
     return _public(proposal)

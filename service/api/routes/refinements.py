@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from agent import hooks, loop
 from service.api.deps import SessionDep
+from service.api.reviewers import ReviewerDep
 from service.api.routes.projects import require_project
 
 router = APIRouter(prefix="/projects/{project_id}", tags=["refinements"])
@@ -30,7 +31,7 @@ class RefinementRunPublic(BaseModel):
 
 
 @router.post("/refine", status_code=status.HTTP_202_ACCEPTED)
-def refine(session: SessionDep, project_id: str) -> RefinementRunPublic:
+def refine(session: SessionDep, project_id: str, _: ReviewerDep) -> RefinementRunPublic:
     """Start a refinement now; answers at once with the ``running`` run to poll at ``/refinements``.
     409 with the reason when the project has nothing to learn from or a refinement is already running."""
     require_project(session, project_id)

@@ -20,6 +20,8 @@ HEADERS = {
     ),
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors 'none' for browsers that predate it
+    "Referrer-Policy": "no-referrer",
 }
 
 router = APIRouter(tags=["review"], include_in_schema=False)
