@@ -15,6 +15,7 @@ from typing import Any
 
 from constraints.base import Engine
 from constraints.errors import Conflict
+from service import metrics
 from service.labeling import ProjectSchema
 from service.predictor import LeaveOut, Prompt, TaskContext, TaskPrediction, decide, prepare
 from service.prompting import build_query
@@ -81,24 +82,18 @@ def correct(pred: dict[str, list[str]], gold: dict[str, list[str]]) -> bool:
     return all(set(pred.get(name, [])) == set(labels) for name, labels in gold.items())
 
 
-def label_f1(preds: list[dict[str, list[str]]], golds: list[dict[str, list[str]]]) -> dict[str, dict[str, float]]:
-    """Per ``control/label`` (``label`` alone with one control): F1 and support, over labels seen in gold or pred."""
-    counts: dict[str, list[int]] = {}  # key -> [tp, fp, fn]
-    controls = {name for g in golds for name in g}
-    for pred, gold in zip(preds, golds, strict=True):
-        for name, labels in gold.items():
-            got, want = set(pred.get(name, [])), set(labels)
-            key = (lambda x, n=name: x) if len(controls) == 1 else (lambda x, n=name: f"{n}/{x}")
-            for x in got | want:
-                c = counts.setdefault(key(x), [0, 0, 0])
-                c[0] += x in got and x in want
-                c[1] += x in got and x not in want
-                c[2] += x in want and x not in got
-    out = {}
-    for key, (tp, fp, fn) in sorted(counts.items()):
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-        out[key] = {"f1": f1, "support": tp + fn}
-    return out
+def label_f1(preds: list[dict[str, list[str]]], golds: list[dict[str, list[str]]]) -> dict[str, metrics.LabelScores]:
+    """Per ``control/label`` (``label`` alone with one control), over labels seen in gold or pred; each control
+    scored on the tasks whose annotation answers it."""
+    controls = sorted({name for g in golds for name in g})
+    out: dict[str, metrics.LabelScores] = {}
+    for name in controls:
+        pairs = [(g[name], p.get(name, [])) for p, g in zip(preds, golds, strict=True) if name in g]
+        gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+        labels = sorted({x for labels in gold + pred for x in labels})
+        for label, scores in metrics.per_label(gold, pred, labels).items():
+            out[label if len(controls) == 1 else f"{name}/{label}"] = scores
+    return dict(sorted(out.items()))
 
 
 @dataclass
@@ -159,10 +154,6 @@ class Comparison:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def macro_f1(per_label: dict[str, dict[str, float]]) -> float:
-    return sum(v["f1"] for v in per_label.values()) / len(per_label) if per_label else 0.0
-
-
 def compare(
     base: Scored, cand: Scored, tasks: list[AnnotatedTask], alpha: float, cost: dict[str, Any] | None = None
 ) -> Comparison:
@@ -175,10 +166,10 @@ def compare(
     before, after = label_f1(base.preds, golds), label_f1(cand.preds, golds)
     changes = {}
     for key in sorted(set(before) | set(after)):
-        f0 = before.get(key, {}).get("f1", 0.0)
-        f1 = after.get(key, {}).get("f1", 0.0)
+        f0 = before[key].f1 if key in before else 0.0
+        f1 = after[key].f1 if key in after else 0.0
         if abs(f1 - f0) > 1e-9:
-            support = max(before.get(key, {}).get("support", 0), after.get(key, {}).get("support", 0))
+            support = max(s.support for s in (before.get(key), after.get(key)) if s is not None)
             changes[key] = {"f1_before": round(f0, 4), "f1_after": round(f1, 4), "support": support}
     by_id = {t.task_id: (t, i) for i, t in enumerate(tasks)}
 
@@ -190,10 +181,10 @@ def compare(
         return rows
 
     significant = len(fixes) > len(breaks) and p < alpha
-    metrics = {
+    figures = {
         "validation_tasks": len(tasks),
         "accuracy": {"before": round(base.accuracy, 4), "after": round(cand.accuracy, 4)},
-        "macro_f1": {"before": round(macro_f1(before), 4), "after": round(macro_f1(after), 4)},
+        "macro_f1": {"before": round(metrics.macro_f1(before), 4), "after": round(metrics.macro_f1(after), 4)},
         "fixes": detail(fixes),
         "breaks": detail(breaks),
         "per_label": changes,
@@ -204,4 +195,4 @@ def compare(
         "prompt_tokens": {"before": round(base.prompt_tokens, 1), "after": round(cand.prompt_tokens, 1)},
         "cost": cost or {},
     }
-    return Comparison(fixes, breaks, p, significant, metrics)
+    return Comparison(fixes, breaks, p, significant, figures)

@@ -1,7 +1,7 @@
 """`prompter eval`: how good is each prompt version against ground truth (labeled file or LS annotations).
 
 Predictions come from the same resumable path as `prompter label` (stored per model version, so a prompt
-already run on these tasks is not run again); metrics come from ``service.offline.metrics``; the report
+already run on these tasks is not run again); metrics come from ``service.metrics``; the report
 (markdown and PNG plots) from ``service.offline.report``. Each version's result is also stored
 (``service.offline.eval_store``): the review page shows a version's latest evaluation.
 """
@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from constraints.base import Engine
+from service import metrics
 from service.labeling import ChoiceControl, ConfigError, ProjectSchema
-from service.offline import metrics
 from service.offline.eval_store import save_results
 from service.offline.label import Labeled, LabelSummary, RunPlan, label_items, stored_predictions
 from service.offline.project import (
@@ -327,7 +327,7 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
     }
     if not args.no_report:
         folder = Path(args.report or Path("benchmarks/results") / f"eval-{datetime.now():%Y%m%d-%H%M%S}")
-        path = write_report(folder, report)
+        path = write_report(report, folder)
         report["report"] = str(path)
         say(PROG, f"report: {path}")
     if args.json:

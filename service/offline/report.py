@@ -204,7 +204,7 @@ def render_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(folder: Path, report: dict[str, Any]) -> Path:
+def write_report(report: dict[str, Any], folder: Path) -> Path:
     """Write ``report.md`` and its plots into ``folder``; returns the markdown file's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -161,7 +161,7 @@ class AnnotationPublic(AnnotationBase):
 
 
 class EvaluationBase(SQLModel):
-    """One prompt version scored by one `prompter eval` run; the curves are ``service.offline.metrics``'s output."""
+    """One prompt version scored by one `prompter eval` run; the curves are ``service.metrics``'s output."""
 
     project_id: str = Field(foreign_key="project.id", index=True, max_length=64)
     prompt_version_id: int = Field(foreign_key="prompt_version.id", index=True)

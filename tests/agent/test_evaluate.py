@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from agent.evaluate import Scored, compare, correct, label_f1, macro_f1, mcnemar_exact, split
+from agent.evaluate import Scored, compare, correct, label_f1, mcnemar_exact, split
+from service.metrics import macro_f1
 from service.store.tasks import AnnotatedTask
 
 

@@ -3,12 +3,14 @@ once, 50 annotators' Shift+Enter requests, a 500-task "Retrieve predictions" and
 
 Every answer must be 200, or 503 with Retry-After and a JSON ``detail`` (the bounded queue saying "later");
 labels come from the project's list; every acknowledged annotation is stored once; memory stays bounded.
-Figures are printed (``pytest -s``) and written to benchmarks/results/load-test.{json,md}.
+Figures are printed (``pytest -s``) and written to the test's temporary folder; with
+``PROMPTER_RESULTS_DIR=benchmarks/results`` they go there instead (tests never rewrite tracked files unasked).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -21,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.demo.processes import REPO, PrompterServer
+from service.demo.processes import PrompterServer
 from service.settings import settings
 from tests.load import workload
 from tests.load.measure import Call, MemorySampler, cpu_seconds, percentile, post, process_tree
@@ -38,7 +40,6 @@ CLIENT_TIMEOUT_S = 300.0
 # per forward); rows per forward are bounded by PROMPTER_BATCH_TOKENS and queued requests by PROMPTER_QUEUE_SIZE,
 # so load may add request bodies and a few prefix caches, not another model's worth: 3 GiB leaves ~30% headroom.
 RSS_BOUND_MIB = 3 * 1024
-RESULTS = REPO / "benchmarks" / "results" / "load-test"
 
 
 @pytest.fixture(scope="module")
@@ -135,23 +136,28 @@ def _stored(database: Path, sql: str, params: tuple[Any, ...]) -> list[tuple[Any
         return connection.execute(sql, params).fetchall()
 
 
-def _write_results(figures: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
+def _write_results(figures: dict[str, Any], folder: Path) -> Path:
+    """load-test.{json,md} under ``$PROMPTER_RESULTS_DIR`` when set, else under ``folder`` (a temporary one)."""
+    results = Path(os.environ.get("PROMPTER_RESULTS_DIR") or folder) / "load-test"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
     rows = "\n".join(f"| {name} | {value} |" for name, value in figures.items())
-    RESULTS.with_suffix(".md").write_text(
+    results.with_suffix(".md").write_text(
         "# Load test (tests/load/test_load.py)\n\n"
         f"{INTERACTIVE} concurrent interactive /predict, one {BATCH_TASKS}-task /predict and {WEBHOOKS} "
         "ANNOTATION_CREATED webhooks at once against one `prompter serve` on the embedded model.\n\n"
         f"| figure | value |\n| --- | --- |\n{rows}\n"
     )
+    return results
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def test_concurrent_interactive_batch_and_webhooks(served: tuple[PrompterServer, MemorySampler]) -> None:
+def test_concurrent_interactive_batch_and_webhooks(
+    served: tuple[PrompterServer, MemorySampler], tmp_path: Path
+) -> None:
     server, sampler = served
     assert settings.max_tasks_per_request >= BATCH_TASKS
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
@@ -189,7 +195,7 @@ def test_concurrent_interactive_batch_and_webhooks(served: tuple[PrompterServer,
         "load_average": " ".join(load),
     }
     print("\nload test figures:\n" + "\n".join(f"  {name}: {value}" for name, value in figures.items()))
-    _write_results(figures)
+    print(f"written to {_write_results(figures, tmp_path)}.{{json,md}}")
 
     unexpected = [(c.kind, c.outcome, c.retry_after, str(c.body)[:300]) for c in calls if not _acceptable(c)]
     assert not unexpected, f"answers other than 200 or 503+Retry-After+detail: {unexpected[:10]}\n" + "\n".join(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from service import metrics
 from service.offline import eval as evaluate
-from service.offline import label, metrics
+from service.offline import label
 from service.store import db
 from tests.offline.conftest import LABELS, texts, write_jsonl
 

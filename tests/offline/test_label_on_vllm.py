@@ -13,9 +13,9 @@ from constraints.vllm import VLLMEngine
 from service.offline import label
 from service.offline.project import EXIT_FAILED
 from service.store import db
+from tests.constraints.test_vllm_client import FakeVLLM
 from tests.offline.conftest import LABELS, texts, write_jsonl
 from tests.offline.test_label import rows
-from tests.test_vllm_client import FakeVLLM
 from tests.tiny_model import tiny_model
 
 

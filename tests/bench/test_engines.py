@@ -9,7 +9,7 @@ from constraints.local import LocalEngine
 from constraints.vllm import VLLMEngine
 from service.bench.engines import markdown, run_compare
 from service.bench.outlines import LabeledSet
-from tests.test_vllm_client import FakeVLLM
+from tests.constraints.test_vllm_client import FakeVLLM
 from tests.tiny_model import tiny_model
 
 

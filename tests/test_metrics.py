@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.offline import metrics
+from service import metrics
 
 GOLD = [["a"], ["a"], ["b"], ["b"], ["c"], ["c"]]
 PRED = [["a"], ["b"], ["b"], ["b"], ["a"], ["c"]]

@@ -169,7 +169,7 @@ def test_engine_registry_builds_the_named_engine(monkeypatch: pytest.MonkeyPatch
     from service.settings import Settings
 
     built = []
-    monkeypatch.setitem(engines.ENGINES, "vllm", "tests.test_vllm_client:_fake_loader")
+    monkeypatch.setitem(engines.ENGINES, "vllm", "tests.constraints.test_vllm_client:_fake_loader")
     globals()["_fake_loader"] = lambda s: built.append(s.engine) or "engine"
     assert engines.load_engine(Settings(engine="vllm")) == "engine" and built == ["vllm"]
     with pytest.raises(ValueError, match="unknown engine"):
