@@ -15,6 +15,7 @@ from constraints.base import Query
 from constraints.decisions import LabelDecider, sum_paths
 from constraints.labelset import LabelSet, LabelSetError
 from constraints.scoring import TreeScorer
+from constraints.tokens import ChatTokens
 from constraints.trie import ChoiceTrie
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class Compiled:
     choice: ChoiceTrie
 
 
-class LocalEngine(LabelDecider):
+class LocalEngine(ChatTokens, LabelDecider):
     name = "local"
 
     def __init__(
@@ -50,44 +51,15 @@ class LocalEngine(LabelDecider):
         self.threshold = multi_label_threshold
         self.calibration = calibration
         self.scorer = TreeScorer(model)
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
         self._compiled: OrderedDict[tuple, Compiled] = OrderedDict()
         self._priors: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.RLock()  # one forward at a time: torch already uses every core
         self._generator = None
-        self._chat_parts = self._split_chat_template() if self.chat else ("", "")
         # What separates the cue from the answer. After a newline a label's canonical tokens carry no
         # leading-space marker, so constrained generation cannot detour through a lone space token
         # (measured on dstc11: greedy agreed with trie scoring on 19/20 tasks with "\n", 9/20 with " ").
         # Demonstrations in prompts should use the same format: f"{cue}{engine.lead}{label}".
-        self.lead = "" if self.chat else answer_lead
-
-    # -- tokens ---------------------------------------------------------------------------------
-    def encode(self, text: str, special: bool = False) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=special)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def _split_chat_template(self) -> tuple[str, str]:
-        marker = "\x00PROMPTER\x00"
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
-        )
-        before, after = text.split(marker)
-        return before, after
-
-    def _prefix_ids(self, query: Query) -> list[int]:
-        text = self._chat_parts[0] + query.prefix
-        bos = self.tokenizer.bos_token
-        special = not (bos and text.startswith(bos))
-        return self.encode(text, special=special)
-
-    def _body_ids(self, query: Query, cue: bool = True) -> list[int]:
-        text = query.body + self._chat_parts[1]
-        if cue:
-            text += query.cue
-        return self.encode(text)
+        self.init_tokens(answer_lead)
 
     def _single_token(self, text: str) -> int:
         ids = self.encode(text)
@@ -130,8 +102,8 @@ class LocalEngine(LabelDecider):
         order = sorted(range(len(queries)), key=lambda i: queries[i].prefix)
         for _prefix, group in groupby(order, key=lambda i: queries[i].prefix):
             idx = list(group)
-            prefix_ids = self._prefix_ids(queries[idx[0]])
-            bodies = {i: self._body_ids(queries[i]) for i in idx}
+            prefix_ids = self.prefix_ids(queries[idx[0]])
+            bodies = {i: self.body_ids(queries[i]) for i in idx}
             idx.sort(key=lambda i: len(bodies[i]))  # similar lengths share a batch: little padding
             for chunk in self._chunks(idx, [len(bodies[i]) for i in idx], len(prefix_ids) + len(trie.trie)):
                 with self._lock:
@@ -175,12 +147,6 @@ class LocalEngine(LabelDecider):
             model = outlines.from_transformers(self.model, self.tokenizer)
             self._generator = outlines.Generator(model, Regex(r"[^\n]{1,400}"), backend="llguidance")
         return self._generator
-
-    def full_text(self, query: Query) -> str:
-        """The whole input as text, for tokenizers that add BOS themselves (outlines, HTTP engines)."""
-        text = self._chat_parts[0] + query.prefix + query.body + self._chat_parts[1] + query.cue
-        bos = self.tokenizer.bos_token
-        return text[len(bos) :] if bos and text.startswith(bos) else text
 
     def generate(self, queries: list[Query], max_tokens: int) -> list[str]:
         """One line of free text per query, outlines-constrained to a single non-empty line."""

@@ -30,6 +30,7 @@ import torch
 from constraints.base import EngineRefused, EngineUnavailable, Query
 from constraints.decisions import LabelDecider, sum_paths
 from constraints.labelset import LabelSet, LabelSetError
+from constraints.tokens import ChatTokens
 from constraints.trie import ROOT, ChoiceTrie
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def plan_probes(branches: list[Branch]) -> list[Probe]:
     return probes
 
 
-class VLLMEngine(LabelDecider):
+class VLLMEngine(ChatTokens, LabelDecider):
     name = "vllm"
 
     def __init__(
@@ -118,9 +119,7 @@ class VLLMEngine(LabelDecider):
         self.batch_size = batch_size
         self.threshold = multi_label_threshold
         self.calibration = calibration
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
-        self.lead = "" if self.chat else answer_lead  # see LocalEngine.lead
-        self._chat_parts = self._split_chat_template() if self.chat else ("", "")
+        self.init_tokens(answer_lead)  # the local engine's wrapping, token for token
         self._compiled: OrderedDict[tuple, Compiled] = OrderedDict()
         self._priors: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
@@ -216,28 +215,6 @@ class VLLMEngine(LabelDecider):
                 f"the vLLM server's tokenizer differs from the local one for {self.served_model!r}: "
                 f"{remote.get('tokens')} vs {local}; point PROMPTER_MODEL at the model the server serves"
             )
-
-    # -- tokens (the local engine's wrapping, token for token) -------------------------------------
-    def encode(self, text: str, special: bool = False) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=special)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def _split_chat_template(self) -> tuple[str, str]:
-        marker = "\x00PROMPTER\x00"
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
-        )
-        before, after = text.split(marker)
-        return before, after
-
-    def prompt_ids(self, query: Query) -> list[int]:
-        """What LocalEngine feeds its model: ``_prefix_ids(query) + _body_ids(query)``."""
-        text = self._chat_parts[0] + query.prefix
-        bos = self.tokenizer.bos_token
-        prefix = self.encode(text, special=not (bos and text.startswith(bos)))
-        return prefix + self.encode(query.body + self._chat_parts[1] + query.cue)
 
     # -- compiled label sets ----------------------------------------------------------------------------
     def compile(self, label_set: LabelSet) -> Compiled:

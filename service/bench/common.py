@@ -184,15 +184,15 @@ def reset_peak_rss() -> bool:
 
 def prefill(engine, query: Query) -> None:
     """The floor: one forward over the engine's exact prompt tokens, logits for the last position only."""
-    ids = engine._prefix_ids(query) + engine._body_ids(query)
+    ids = engine.prefix_ids(query) + engine.body_ids(query)
     device = next(engine.model.parameters()).device
     with torch.inference_mode():
         engine.model(input_ids=torch.tensor([ids], device=device), logits_to_keep=1)
 
 
 def prompt_tokens(engine, queries: Sequence[Query]) -> dict[str, int]:
-    prefix = len(engine._prefix_ids(queries[0]))
-    bodies = sorted(len(engine._body_ids(q)) for q in queries)
+    prefix = len(engine.prefix_ids(queries[0]))
+    bodies = sorted(len(engine.body_ids(q)) for q in queries)
     return {"prefix": prefix, "body_median": bodies[len(bodies) // 2], "body_max": bodies[-1]}
 
 

@@ -23,7 +23,7 @@ def cached(engine: LocalEngine, project_id: str, db_url: str) -> tuple[bool, boo
     schema = parse_config(project.label_config)
     control = schema.choices[0]
     query = build_query(prompt.text, schema, placeholder_task(schema)["data"], control)
-    prefix = tuple(engine._prefix_ids(query))
+    prefix = tuple(engine.prefix_ids(query))
     return control.label_set.key in engine._compiled, prefix in engine.scorer._prefixes
 
 

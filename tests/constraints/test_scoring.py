@@ -25,7 +25,7 @@ def engine() -> LocalEngine:
 
 def naive_label_probs(engine: LocalEngine, query: Query, label_set: LabelSet) -> torch.Tensor:
     """Each label as its own full sequence; the constrained distribution renormalised at each branch."""
-    context = engine._prefix_ids(query) + engine._body_ids(query)
+    context = engine.prefix_ids(query) + engine.body_ids(query)
     end = engine._single_token("\n")
     seqs = [engine.encode(engine.lead + n) + [end] for n in label_set.names]
     out = []
@@ -157,8 +157,8 @@ def test_chat_template_wraps_the_prompt_and_answers_start_the_assistant_turn() -
     query = Query(PREFIX, BODIES[0], "")
     assert chat.chat and chat.lead == ""
     assert chat.full_text(query) == "user: " + PREFIX + BODIES[0] + "\nassistant:"
-    assert chat._prefix_ids(query)[0] == tokenizer.bos_token_id
-    assert chat._prefix_ids(query).count(tokenizer.bos_token_id) == 1
+    assert chat.prefix_ids(query)[0] == tokenizer.bos_token_id
+    assert chat.prefix_ids(query).count(tokenizer.bos_token_id) == 1
     d = chat.decide([query], LABELS)[0]
     assert d.labels[0] in LABELS.labels and abs(sum(d.probs.values()) - 1) < 1e-4
 

@@ -65,7 +65,7 @@ def test_scores_equal_the_local_engine_trie_scores(tiny) -> None:
     fake = FakeVLLM(model)
     remote = vllm_engine(tokenizer, fake, batch_size=2)
     for q in QUERIES:
-        assert remote.prompt_ids(q) == local._prefix_ids(q) + local._body_ids(q)
+        assert remote.prompt_ids(q) == local.prefix_ids(q) + local.body_ids(q)
     expected = local.label_logprobs(QUERIES, LABELS)
     got = remote.label_logprobs(QUERIES, LABELS)
     assert torch.allclose(got, expected, atol=1e-4), (got, expected)

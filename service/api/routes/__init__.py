@@ -1,0 +1,1 @@
+"""One router per resource; ``service.api.main`` mounts them all."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 from agent import hooks
 from service.api.deps import SessionDep
 from service.api.protocol import WebhookEvent, WebhookResponse
-from service.api.webhooks import WebhookError, annotation_from_event, deleted_ids, event_project_id
+from service.api.webhook_payloads import WebhookError, annotation_from_event, deleted_ids, event_project_id
 from service.labeling import ConfigError, ProjectSchema, parse_config
 from service.runtime import events
 from service.settings import settings
