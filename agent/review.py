@@ -72,6 +72,7 @@ def accept_proposal(session: Session, proposal_id: int, decided_by: str | None =
         note=f"proposal {proposal.id} ({proposal.strategy})",
         metrics=proposal.metrics,
         examples=proposal.examples,
+        decision=proposal.decision,
     )
     session.add(version)
     session.flush()

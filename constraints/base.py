@@ -52,8 +52,13 @@ class Engine(Protocol):
     name: str
     model_id: str
 
+    def label_logprobs(self, queries: list[Query], label_set: LabelSet):
+        """(queries, labels) log P(label | query, the answer is one of the labels): the exact distribution
+        constrained decoding draws from; batched. The service fuses these with its other evidence."""
+        ...
+
     def decide(self, queries: list[Query], label_set: LabelSet) -> list[Decision]:
-        """Choose labels for each query; batched; one decision per query, same order."""
+        """The model alone: labels for each query from ``label_logprobs`` (the benchmarks' rule)."""
         ...
 
     def generate(self, queries: list[Query], max_tokens: int) -> list[str]:

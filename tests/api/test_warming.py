@@ -75,8 +75,8 @@ def test_a_repeated_setup_does_no_model_work(client: TestClient, ls: dict, tiny_
     assert client.post("/setup", json=ls["setup"]).status_code == 200
     wait_for_warmers()
     calls: list[int] = []
-    decide = tiny_engine.decide
-    tiny_engine.decide = lambda queries, label_set: calls.append(len(queries)) or decide(queries, label_set)
+    scored = tiny_engine.label_logprobs
+    tiny_engine.label_logprobs = lambda queries, label_set: calls.append(len(queries)) or scored(queries, label_set)
     try:
         assert client.post("/setup", json=ls["setup"]).status_code == 200
         wait_for_warmers()
@@ -84,6 +84,7 @@ def test_a_repeated_setup_does_no_model_work(client: TestClient, ls: dict, tiny_
         changed = ls["setup"]["schema"].replace("AddDependent", "AddADependent")
         assert client.post("/setup", json={**ls["setup"], "schema": changed}).status_code == 200
         wait_for_warmers()
-        assert calls == [1]
+        labels = len(parse_config(changed).choices[0].label_set)
+        assert calls == [1, labels]  # the placeholder task, then (once per prompt) the labels' model reference
     finally:
-        del tiny_engine.decide
+        del tiny_engine.label_logprobs
