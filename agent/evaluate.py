@@ -114,19 +114,17 @@ def score(
     predict: Predict,
     engine: Engine,
     schema: ProjectSchema,
-    template: str,
-    examples: dict[str, Any] | None,
+    prompt: Prompt,
     tasks: list[AnnotatedTask],
     exclude: set[int],
     leave_one_out: bool = False,
 ) -> Scored:
-    """Answers of ``template`` (with its pool, minus ``exclude``) on ``tasks``; one batched call per control.
+    """Answers of ``prompt`` (with its pool, minus ``exclude``) on ``tasks``; one batched call per control.
 
     ``leave_one_out``: each task retrieves from the pool without itself (and ``exclude``), as a pool that
     holds every annotated task serves new ones.
     """
     started = time.perf_counter()
-    prompt = Prompt(template, examples)
     as_tasks = [t.as_task() for t in tasks]
     contexts = prepare(engine, schema, as_tasks, prompt, LeaveOut(frozenset(exclude), own=leave_one_out))
     preds = predict(schema, as_tasks, prompt, contexts)
@@ -136,7 +134,7 @@ def score(
     if schema.choices and tasks:
         control = schema.choices[0]
         for t, c in zip(tasks, contexts, strict=True):
-            tokens += engine.count_tokens(build_query(template, schema, t.data, control, examples=c.shots).text)
+            tokens += engine.count_tokens(build_query(prompt.text, schema, t.data, control, examples=c.shots).text)
     return Scored(
         labels,
         [correct(p, t.gold) for p, t in zip(labels, tasks, strict=True)],

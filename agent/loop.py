@@ -26,6 +26,7 @@ from constraints.base import Engine
 from constraints.errors import Conflict, NotFound, PrompterError
 from service.demonstrations import pool_from_tasks
 from service.labeling import ConfigError, ProjectSchema, parse_config
+from service.predictor import Prompt
 from service.projects import ensure_prompt
 from service.settings import AgentSettings, settings
 from service.store import repo
@@ -166,13 +167,13 @@ def _record_failed(session: Session, project_id: str, run: RefinementRun, base_i
     return proposal
 
 
-def _score_version(predict: Predict, engine: Engine, schema, text: str, examples, validation, cfg: AgentSettings):
+def _score_version(predict: Predict, engine: Engine, schema, prompt: Prompt, validation, cfg: AgentSettings):
     """A prompt scored on validation as it would serve: a pool that holds every annotated task (a refit) is
     scored leave-one-out, so no task sees its own label; without refit the validation tasks stay hidden."""
     hidden = {t.task_id for t in validation}
     if cfg.refit_pool:
-        return score(predict, engine, schema, text, examples, validation, set(), leave_one_out=True)
-    return score(predict, engine, schema, text, examples, validation, hidden)
+        return score(predict, engine, schema, prompt, validation, set(), leave_one_out=True)
+    return score(predict, engine, schema, prompt, validation, hidden)
 
 
 def _with_validation_in_pool(examples: dict[str, Any] | None, schema, validation, cfg: AgentSettings):
@@ -224,10 +225,11 @@ def _refine(
     examples, validation = split(tasks, cfg.validation_fraction, cfg.seed)
     validation = validation[: cfg.max_validation]
     by_id = {t.task_id: t for t in examples}
-    ctx = Context(
-        engine, schema, base.text, base.examples, examples, _mistakes(session, project_id, by_id, base.id), cfg
+    mistakes = _mistakes(session, project_id, by_id, base.id)
+    ctx = Context(engine, schema, base.text, base.examples, examples, mistakes, cfg, predict, base.decision)
+    base_scored = _score_version(
+        predict, engine, schema, Prompt(base.text, base.examples, None, base.decision), validation, cfg
     )
-    base_scored = _score_version(predict, engine, schema, base.text, base.examples, validation, cfg)
     renew(session, run, cfg.lease_seconds)
 
     strategies = registry()
@@ -242,12 +244,18 @@ def _refine(
             outcome.failed.append(_record_failed(session, project_id, run, base.id, name, str(exc)))
             outcome.candidates.append({"strategy": name, "verdict": "failed", "reason": str(exc)})
             continue
-        if candidate is None or (candidate.text == base.text and candidate.examples == base.examples):
+        if candidate is None or (candidate.text, candidate.examples, candidate.decision) == (
+            base.text,
+            base.examples,
+            base.decision,
+        ):
             outcome.candidates.append({"strategy": name, "verdict": "nothing to propose"})
             continue
         made = time.perf_counter() - t0
         shipped = _with_validation_in_pool(candidate.examples, schema, validation, cfg)
-        scored = _score_version(predict, engine, schema, candidate.text, shipped, validation, cfg)
+        scored = _score_version(
+            predict, engine, schema, Prompt(candidate.text, shipped, None, candidate.decision), validation, cfg
+        )
         cost = {
             "strategy_tokens": candidate.tokens,
             "strategy_seconds": round(candidate.seconds or made, 3),
@@ -297,6 +305,7 @@ def _refine(
             strategy=candidate.strategy,
             text=candidate.text,
             examples=shipped,
+            decision=candidate.decision,
             metrics=comparison.metrics,
         )
         session.add(proposal)

@@ -37,7 +37,8 @@ F = len(FEATURES)
 
 
 def label_words(name: str) -> str:
-    """A label name as words: CamelCase and snake_case split, lower-cased ("CheckAccountBalance" -> "check account balance")."""
+    """A label name as words, CamelCase and snake_case split and lower-cased: "CheckAccountBalance" ->
+    "check account balance"."""
     s = re.sub(r"[_\-./]+", " ", str(name))
     s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", s)
     return re.sub(r"\s+", " ", s).strip().lower()

@@ -10,6 +10,7 @@ by the version's weights, and the Label Studio regions). The queue runs ``prepar
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ class TaskDataError(BadInput):
 class Prompt:
     """What a prompt version decides with: its template and its demonstration pool (``{"pool", "k"}``).
 
-    Equal (and hashed) by text and version id: the queue batches requests under equal prompts together.
+    Equal (and hashed) by text, version id, weights and ``model``: the queue decides a batch under one prompt.
     """
 
     text: str
@@ -41,6 +42,10 @@ class Prompt:
     version_id: int | None = None
     decision: dict[str, Any] | None = field(default=None, compare=False)  # {control: weights}; None: defaults
     model: bool = True  # False: decide without the model's evidence (the ablation), no forward pass
+    decision_key: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decision_key", json.dumps(self.decision, sort_keys=True) if self.decision else "")
 
     @classmethod
     def of(cls, version: Any) -> Prompt:
@@ -49,10 +54,20 @@ class Prompt:
 
     def weights(self, control: ChoiceControl) -> fusion.Weights:
         """The weights this version decides ``control`` with: its own, else the defaults for its kind."""
-        stored = (self.decision or {}).get(control.name)
+        stored = self._stored(control)
         if stored:
-            return fusion.Weights.from_dict(stored)
+            return fusion.Weights.from_dict(stored["weights"])
         return fusion.default_weights(control.label_set.multiple)
+
+    def reference(self, control: ChoiceControl) -> np.ndarray | None:
+        """The model's mean label log-probabilities over the annotated tasks the weights were fitted on."""
+        stored = self._stored(control)
+        return np.asarray(stored["reference"], dtype=np.float64)[None] if stored and stored.get("reference") else None
+
+    def _stored(self, control: ChoiceControl) -> dict[str, Any] | None:
+        """The version's record for ``control``, if it was fitted for this very label set."""
+        stored = (self.decision or {}).get(control.name)
+        return stored if stored and stored.get("labels") == list(control.label_set.labels) else None
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class TaskPrediction:
     latency_s: float
     probs: dict[str, dict[str, float]] | None = None  # control name -> label -> probability
     evidence: dict[str, np.ndarray] | None = None  # control name -> (labels, F) what the decision weighed
+    logp: dict[str, np.ndarray] | None = None  # control name -> the model's raw label log-probabilities
 
     def row(self, project_id: str, task_id: int | None, prompt_version_id: int, model_version: str) -> PredictionCreate:
         """The stored form of this prediction."""
@@ -168,6 +184,7 @@ def decide(
     started = time.perf_counter()
     decisions: dict[str, list[Decision]] = {}
     weighed: dict[str, np.ndarray] = {}
+    raw: dict[str, np.ndarray] = {}
     for control in schema.choices:
         x = np.stack([c.evidence[control.name] for c in contexts])
         if prompt.model:
@@ -175,8 +192,11 @@ def decide(
                 build_query(prompt.text, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)
             ]
             logp = np.asarray(engine.label_logprobs(queries, control.label_set), dtype=np.float64)
-            reference = evidence.model_reference(engine, schema, control, prompt.text, prompt.examples)
+            reference = prompt.reference(control)
+            if reference is None:
+                reference = evidence.model_reference(engine, schema, control, prompt.text, prompt.examples)
             x = evidence.with_model(x, logp, reference)
+            raw[control.name] = logp
         weighed[control.name] = x
         decisions[control.name] = fused_decisions(x, control, prompt.weights(control))
 
@@ -213,7 +233,8 @@ def decide(
             result.append(_region(p.name, p.to_name, "textarea", {"text": [prompt.text]}))
         score = min(scores) if scores else 1.0
         evid = {name: x[i] for name, x in weighed.items()}
-        out.append(TaskPrediction(result, score, labels, responses[i], latency, probs, evid))
+        logps = {name: x[i] for name, x in raw.items()}
+        out.append(TaskPrediction(result, score, labels, responses[i], latency, probs, evid, logps))
     return out
 
 

@@ -14,7 +14,7 @@ BODY_LIMIT_TASKS = 4_000  # the largest Retrieve Predictions batch the body limi
 BODY_TASK_OVERHEAD_BYTES = 4_096  # a task's JSON besides its text: id, data keys, meta, annotations, predictions
 
 
-StrategyName = Literal["retrieval", "fixed_demos", "definitions", "rewrite"]
+StrategyName = Literal["weights", "retrieval", "fixed_demos", "definitions", "rewrite"]
 
 
 class AgentSettings(BaseSettings):
@@ -25,7 +25,8 @@ class AgentSettings(BaseSettings):
         default=10, ge=1, description="Start a refinement after this many new disagreements in a project."
     )
     strategies: list[StrategyName] = Field(
-        default=["retrieval", "fixed_demos", "definitions", "rewrite"], description="Strategies tried per refinement."
+        default=["weights", "retrieval", "fixed_demos", "definitions", "rewrite"],
+        description="Strategies tried per refinement (on equal validation accuracy the first wins).",
     )
 
     # Evaluation

@@ -7,7 +7,7 @@ reason the reviewer should see (a teacher that is down); None means it has nothi
 
 from __future__ import annotations
 
-from agent.strategies import definitions, fixed_demos, retrieval, rewrite
+from agent.strategies import definitions, fixed_demos, retrieval, rewrite, weights
 from agent.strategies.base import Candidate, Context, Mistake, Strategy, StrategyError
 
 __all__ = ["Candidate", "Context", "Mistake", "Strategy", "StrategyError", "registry"]
@@ -15,6 +15,7 @@ __all__ = ["Candidate", "Context", "Mistake", "Strategy", "StrategyError", "regi
 
 def registry() -> dict[str, Strategy]:
     return {
+        "weights": weights.propose,
         "retrieval": retrieval.propose,
         "fixed_demos": fixed_demos.propose,
         "definitions": definitions.propose,

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.evaluate import Predict, direct_predictor
+from agent.fitting import fit_decision
 from constraints.base import Engine
 from constraints.errors import PrompterError
 from service import embeddings
@@ -36,6 +38,7 @@ class Candidate:
     strategy: str
     text: str
     examples: dict[str, Any] | None
+    decision: dict[str, Any] | None = None  # the combiner's weights it decides with (None: the defaults)
     tokens: int = 0  # model tokens spent making the candidate (prompt + completion)
     seconds: float = 0.0
     note: str = ""
@@ -50,7 +53,14 @@ class Context:
     examples: list[AnnotatedTask]
     mistakes: list[Mistake]
     settings: AgentSettings
+    predict: Predict | None = None  # the model path (the service's queue, at batch priority)
+    base_decision: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def fitted(self, template: str, examples: dict[str, Any] | None) -> dict[str, Any]:
+        """The decision record a candidate gets: weights fitted on the examples side, leave-one-out."""
+        predict = self.predict or direct_predictor(self.engine)
+        return fit_decision(predict, self.engine, self.schema, template, examples, self.examples)
 
     @property
     def instruction(self) -> str:

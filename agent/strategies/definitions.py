@@ -49,6 +49,7 @@ def propose(ctx: Context) -> Candidate | None:
     return Candidate(
         NAME,
         compose(core, ctx.schema, sections, retrieval=ctx.base_retrieves),
-        ctx.base_examples if ctx.base_retrieves else None,
+        ctx.base_examples,  # the pool is evidence whether or not the template shows demonstrations
+        ctx.base_decision,
         note=f"definitions for {len(seen)} labels in {len(pairs)} confused pairs",
     )

@@ -49,6 +49,7 @@ def propose(ctx: Context) -> Candidate | None:
     return Candidate(
         NAME,
         text,
-        ctx.base_examples if ctx.base_retrieves else None,
+        ctx.base_examples,  # the pool is evidence whether or not the template shows demonstrations
+        ctx.base_decision,
         note=f"{len(demos)} fixed demonstrations ({used} tokens), {covered} for labels the model confused",
     )

@@ -23,9 +23,12 @@ def propose(ctx: Context) -> Candidate | None:
         if same and int(old.get("k", k)) == k:
             return None  # nothing new to retrieve from
     core, sections = split_sections(ctx.instruction)
+    text, examples = compose(core, ctx.schema, sections, retrieval=True), {"pool": pool, "k": k}
     return Candidate(
         NAME,
-        compose(core, ctx.schema, sections, retrieval=True),
-        {"pool": pool, "k": k},
-        note=f"{k} of {len(pool)} annotated examples retrieved per task by MiniLM similarity, most similar last",
+        text,
+        examples,
+        ctx.fitted(text, examples),
+        note=f"{k} of {len(pool)} annotated examples retrieved per task by MiniLM similarity, most similar last; "
+        "the combiner's weights fitted on them",
     )

@@ -77,7 +77,8 @@ def propose(ctx: Context) -> Candidate | None:
     return Candidate(
         NAME,
         compose(new_core, ctx.schema, sections, retrieval=ctx.base_retrieves),
-        ctx.base_examples if ctx.base_retrieves else None,
+        ctx.base_examples,  # the pool is evidence whether or not the template shows demonstrations
+        ctx.base_decision,
         tokens=tokens,
         seconds=time.perf_counter() - started,
         note=f"instruction rewritten by {who}",

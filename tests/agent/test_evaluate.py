@@ -91,6 +91,7 @@ def test_leave_one_out_scoring_never_shows_a_task_its_own_label(stub_engine, sch
     """A pool holding every annotated task is scored as it serves: each task retrieves from all but itself."""
     from agent.evaluate import score
     from service.demonstrations import pool_from_tasks
+    from service.predictor import Prompt
     from tests.agent.conftest import labeled
 
     annotated = [AnnotatedTask(i, {"text": t}, {"intent": [g]}) for i, (t, g) in enumerate(labeled()[:12], start=1)]
@@ -101,7 +102,7 @@ def test_leave_one_out_scoring_never_shows_a_task_its_own_label(stub_engine, sch
         seen.append([c.shots for c in contexts])
         return [type("P", (), {"labels": {"intent": ["loan"]}})() for _ in tasks_]
 
-    score(predict, stub_engine, schema, "{examples}{text}", examples, annotated[:6], set(), leave_one_out=True)
+    score(predict, stub_engine, schema, Prompt("{examples}{text}", examples), annotated[:6], set(), leave_one_out=True)
     shots = [s for call in seen for s in call]
     assert len(shots) == 6
     for task, shot in zip(annotated[:6], shots, strict=True):

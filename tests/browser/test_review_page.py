@@ -18,6 +18,7 @@ from sqlmodel import Session
 from agent.corrections import record_corrections
 from agent.evaluate import compare, direct_predictor, score, split
 from agent.loop import project_schema, refine
+from service.predictor import Prompt
 from service.settings import AgentSettings
 from service.store import db, repo
 from service.store.models import AnnotationCreate, Proposal
@@ -60,8 +61,8 @@ def second_proposal(db_url: str, engine: CopyEngine, cfg: AgentSettings) -> int:
         hidden = {t.task_id for t in validation}
         predict = direct_predictor(engine)
         text = "Classify the request by intent. A lost or stolen debit card is card."
-        before = score(predict, engine, schema, active.text, active.examples, validation, hidden)
-        after = score(predict, engine, schema, text, None, validation, hidden)
+        before = score(predict, engine, schema, Prompt.of(active), validation, hidden)
+        after = score(predict, engine, schema, Prompt(text), validation, hidden)
         metrics = compare(before, after, validation, cfg.alpha, {"tokens": 0, "seconds": after.seconds}).metrics
         proposal = Proposal(
             project_id=PROJECT, base_version_id=active.id, strategy="definitions", text=text, metrics=metrics
