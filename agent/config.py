@@ -30,6 +30,12 @@ class AgentSettings(BaseSettings):
         default=0.4, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation (never shown)."
     )
     max_validation: int = Field(default=200, ge=1, description="Validation tasks scored at most per candidate.")
+    folds: int = Field(
+        default=5,
+        ge=2,
+        description="Cross-validation folds: every annotated task is validated once, by a "
+        "candidate built without its fold (fewer tasks than folds: leave-one-out).",
+    )
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="McNemar p-value a candidate must beat.")
 
     # Demonstrations
