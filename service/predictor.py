@@ -8,7 +8,7 @@ from typing import Any
 
 from constraints.base import Decision, Engine
 from service.labeling import ProjectSchema
-from service.prompting import build_query, render_value
+from service.prompting import build_query, render_value, shown_prompt
 
 
 class TaskDataError(ValueError):
@@ -100,7 +100,7 @@ def predict_tasks(
             result.append(_region(r.name, r.to_name, "textarea", {"text": [responses[i]]}))
         if schema.prompt:
             p = schema.prompt
-            result.append(_region(p.name, p.to_name, "textarea", {"text": [prompt]}))
+            result.append(_region(p.name, p.to_name, "textarea", {"text": [shown_prompt(prompt, schema)]}))
         score = min(scores) if scores else 1.0
         out.append(TaskPrediction(result, score, labels, responses[i], latency, probs))
     return out
