@@ -3,7 +3,8 @@
 Run once by hand (`python scripts/make_finance_chats.py`); the output is committed. Deterministic: the same
 input gives the same file. Each chat is one or two customer turns (two different intents in every fourth
 chat, so `choice="multiple"` has something to find) answered by neutral agent turns that do not name the
-intent. The gold intents stay out of the task data; `source_ids` points back to the utterances.
+intent. The gold intents stay out of the task data; `source_ids` points back to the utterances, and
+finance_chats_answers.json holds them apart (`prompter demo --annotate` plays the annotator with them).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 SOURCE = Path("/work/shared/data/dstc11-insurance/utterances.jsonl")
 TARGET = Path(__file__).resolve().parents[1] / "service" / "sample_data" / "finance_chats.json"
+ANSWERS = TARGET.with_name("finance_chats_answers.json")
 INTENTS = [
     "PayBill",
     "CheckAccountBalance",
@@ -54,7 +56,10 @@ def main(source: Path = SOURCE) -> int:
             dialogue += [{"author": "customer", "text": turns[1]["text"]}, {"author": "agent", "text": AGENT_SECOND}]
         tasks.append({"data": {"dialogue": dialogue, "source_ids": ", ".join(t["id"] for t in turns)}})
     TARGET.write_text(json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {len(tasks)} chats to {TARGET}")
+    label = {r["id"]: r["label"] for r in rows}
+    answers = {t["data"]["source_ids"]: sorted({label[i] for i in t["data"]["source_ids"].split(", ")}) for t in tasks}
+    ANSWERS.write_text(json.dumps(answers, indent=1) + "\n")
+    print(f"wrote {len(tasks)} chats to {TARGET} and their intents to {ANSWERS}")
     return 0
 
 
