@@ -217,3 +217,36 @@ def test_narrow_screen_has_no_sideways_scroll(served: Served, browser: WebDriver
         if not details.get_attribute("open"):
             details.find_element(By.TAG_NAME, "summary").click()
     assert no_sideways_scroll(browser), browser.execute_script("return document.documentElement.scrollWidth")
+
+
+def test_too_few_annotations_say_how_many_more_would_prove_the_gain(
+    served: Served, browser: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four chats, two intents: at most four fixes, p >= 1/16; the page says how many more would prove it."""
+    monkeypatch.setattr(agent_settings, "disagreements_trigger", 40)
+    monkeypatch.setattr(agent_settings, "strategies", ["retrieval"])
+    config, chats, answers = sample()
+    api = httpx.Client(base_url=served.url, auth=served.auth, timeout=60)
+    assert api.post("/setup", json={"project": f"{PROJECT}.1", "schema": config}).status_code == 200
+    picked = [chats[i] for i in (1, 9, 2, 10)]  # CheckAccountBalance twice, CheckPaymentStatus twice
+    for task_id, chat in enumerate(picked, start=1):
+        assert api.post("/webhook", json=webhook(config, task_id, chat, answers[chat["data"]["source_ids"]])).is_success
+    deadline = time.monotonic() + WAIT_S
+    while api.get(f"/projects/{PROJECT}/activity").json()["corrections"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    browser.get(served.page(f"/review/{PROJECT}"))
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(lambda d: "4 annotations on 4 tasks" in text(d, "#activity"))
+    browser.find_element(By.ID, "refine").click()
+    wait.until(lambda d: text(d, "#pending .tasks-needed"))
+    [run] = api.get(f"/projects/{PROJECT}/refinements").json()
+    [candidate] = run["summary"]["candidates"]
+    assert candidate["verdict"] == "not significant" and candidate["fixes"] > candidate["breaks"], candidate
+    needed = run["summary"]["tasks_needed"]
+    assert needed == candidate["tasks_needed"] > 4
+    note = text(browser, "#pending .tasks-needed")
+    assert "validated 4 annotated tasks (4-fold)" in note, note
+    assert f"about {needed - 4} more annotated tasks ({needed} in all)" in note, note
+    outcome = text(browser, f'#refinements tr[data-id="{run["id"]}"] .outcome')
+    assert outcome.startswith(f"no proposal: about {needed - 4} more annotated tasks"), outcome
+    assert api.get(f"/projects/{PROJECT}/proposals").json() == []
