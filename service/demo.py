@@ -35,6 +35,7 @@ DEMO_USER = "demo@prompter.local"
 # A webhook gets 1 s, and a late answer loses the annotation for the agent without a word; 10 s.
 LABEL_STUDIO_ENV = {"ML_TIMEOUT_PREDICT": "300", "WEBHOOK_TIMEOUT": "10"}
 PREDICT_CHUNK = 5  # tasks per "Retrieve predictions" while the demo labels its sample chats
+ANNOTATE_DEFAULT = 40  # 20 chats were too few to prove the 270M model's gain from retrieval (p = 0.09)
 SCREENSHOT_PROMPT = "Which intents does the customer express? Name every one that applies."
 
 
@@ -56,9 +57,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--exit-when-ready", action="store_true", help="stop both servers once the project is ready (and screenshot)"
     )
     parser.add_argument(
-        "--annotate", action="store_true",
-        help="play the annotator: submit the sample chats' intents in Label Studio, press Start Training, and wait "
-        "for the refinement (a proposal to accept at /review, or how many more annotations it needs)",
+        "--annotate", type=int, nargs="?", const=ANNOTATE_DEFAULT, default=0, metavar="N",
+        help=f"play the annotator: submit N sample chats' intents in Label Studio (default {ANNOTATE_DEFAULT}; past "
+        "20 more sample chats are imported), press Start Training, and wait for the refinement (a proposal to "
+        "accept at /review, or how many more annotations it needs)",
     )  # fmt: skip
     parser.set_defaults(run=run)
 
@@ -77,6 +79,11 @@ def forget(folder: Path) -> None:
         shutil.rmtree(folder / name, ignore_errors=True)
     for name in ("prompter.sqlite3", "credentials.json"):
         (folder / name).unlink(missing_ok=True)
+
+
+def more_sample_tasks() -> list[dict[str, Any]]:
+    """40 more chats made the same way (scripts/make_finance_chats.py), for `--annotate` past the first 20."""
+    return json.loads((resources.files("service") / "sample_data" / "finance_chats_more.json").read_text())
 
 
 def sample_answers() -> dict[str, list[str]]:
@@ -171,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_predict:
             predict_all(api, project["id"], task_ids)
         if args.annotate:
-            play_annotator(api, project["id"], backend["id"], task_ids, prompter.url)
+            task_ids = play_annotator(api, project["id"], backend["id"], task_ids, prompter.url, args.annotate)
 
         if args.screenshot:
             _screenshot(api, ls, project["id"], task_ids[0], args.screenshot)
@@ -231,11 +238,22 @@ def predict_all(api: LabelStudioAPI, project_id: int, task_ids: list[int]) -> No
 ANNOTATE_TIMEOUT_S = 1800.0  # the refinement scores every strategy on every chat, five folds, on a busy CPU
 
 
-def play_annotator(api: LabelStudioAPI, project_id: int, ml_id: int, task_ids: list[int], prompter_url: str) -> None:
-    """Annotate every chat with its intents in Label Studio (the webhooks teach Prompter), press Start Training,
-    and wait for the refinement; print its outcome."""
+def play_annotator(
+    api: LabelStudioAPI, project_id: int, ml_id: int, task_ids: list[int], prompter_url: str, count: int
+) -> list[int]:
+    """Annotate ``count`` chats with their intents in Label Studio (the webhooks teach Prompter; more sample
+    chats are imported if the project has fewer), press Start Training, wait for the refinement, print its
+    outcome. Returns the project's task ids."""
     answers = sample_answers()
     base = f"{prompter_url}/projects/{project_id}"
+    if count > len(task_ids):
+        known = {str(api.get_task(t).get("data", {}).get("source_ids")) for t in task_ids}
+        extra = [t for t in more_sample_tasks() if t["data"]["source_ids"] not in known][: count - len(task_ids)]
+        if extra:
+            api.import_tasks(project_id, extra)
+            task_ids = api.task_ids(project_id)
+            _say(f"Imported {len(extra)} more sample chats ({len(task_ids)} in the project)")
+    task_ids = task_ids[:count]
     done = 0
     for task_id in task_ids:
         task = api.get_task(task_id)
@@ -291,6 +309,7 @@ def play_annotator(api: LabelStudioAPI, project_id: int, ml_id: int, task_ids: l
         _say(f"Nothing proven yet: about {summary['tasks_needed']} annotated chats would let the best gain count")
     else:
         _say(f"The refinement proposed nothing: {run.get('error') or 'no candidate beat the prompt'}")
+    return task_ids
 
 
 def _screenshot(api: LabelStudioAPI, ls: LabelStudioServer, project_id: int, task_id: int, path: Path) -> None:
