@@ -27,7 +27,7 @@ class AgentSettings(BaseSettings):
     # Evaluation
     seed: int = Field(default=0, description="Seed of the examples/validation split and of sampling.")
     validation_fraction: float = Field(
-        default=0.4, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation (never shown)."
+        default=0.4, gt=0.0, lt=1.0, description="Share held out by `split` (refinements cross-validate instead)."
     )
     max_validation: int = Field(default=200, ge=1, description="Validation tasks scored at most per candidate.")
     folds: int = Field(
@@ -42,8 +42,8 @@ class AgentSettings(BaseSettings):
     demos_k: int = Field(default=8, ge=1, le=64, description="Demonstrations retrieved per task.")
     refit_pool: bool = Field(
         default=True,
-        description="An accepted retrieval pool also holds the validation tasks (validated without them, "
-        "shipped with every annotation, as a cross-validated model is refit on all data).",
+        description="Unused since refinements cross-validate: a retrieval pool always holds every annotated task "
+        "(each fold validated without its own tasks).",
     )
     demo_token_budget: int = Field(default=400, ge=16, description="Tokens the fixed demonstrations may take.")
     definition_examples: int = Field(default=2, ge=1, description="Annotated examples quoted per label definition.")

@@ -1,4 +1,5 @@
-"""Review operations, framework-free: list and read proposals, accept or reject them, roll back, diff.
+"""Review operations, framework-free: list and read proposals, accept or reject them, roll back, what a proposal
+changes (a text diff and a demonstration-pool summary), and whether a candidate was seen before.
 
 The REST layer maps ``LookupError`` to 404 and ``NotPending`` / ``ReviewError`` to 409.
 """
@@ -112,42 +113,21 @@ def prompt_history(session: Session, project_id: str) -> list[PromptVersion]:
     return repo.list_prompt_versions(session, project_id)
 
 
-def _readable(text: str, examples: dict[str, Any] | None) -> list[str]:
+def _lines(text: str) -> list[str]:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    pool = (examples or {}).get("pool") or []
-    if pool:
-        lines.append("\n")
-        lines.append(f"# demonstration pool: {len(pool)} examples, {examples.get('k', 8)} retrieved per task\n")
-        for entry in pool:
-            answer = "; ".join(f"{k}: {', '.join(v)}" for k, v in entry["labels"].items())
-            text_line = " ".join(str(entry["text"]).split())
-            lines.append(f"[task {entry.get('task_id')}] {text_line} => {answer}\n")
     return lines
 
 
-def unified_diff(a_text: str, a_examples, b_text: str, b_examples, a_name: str, b_name: str) -> str:
-    return "".join(difflib.unified_diff(_readable(a_text, a_examples), _readable(b_text, b_examples), a_name, b_name))
-
-
 def diff_versions(session: Session, from_id: int, to_id: int) -> str:
-    """Unified diff from one prompt version to another (text, then the demonstration pool)."""
-    a, b = session.get(PromptVersion, from_id), session.get(PromptVersion, to_id)
-    if a is None or b is None:
-        raise LookupError(f"no prompt version {from_id if a is None else to_id}")
-    return unified_diff(a.text, a.examples, b.text, b.examples, f"version {a.id}", f"version {b.id}")
+    """Unified diff of the prompt text from one version to another (the pool: ``version_change``)."""
+    return version_change(session, from_id, to_id)[0]
 
 
 def diff_proposal(session: Session, proposal_id: int) -> str:
-    """Unified diff from the proposal's base version to the proposed prompt."""
-    proposal = get_proposal(session, proposal_id)
-    base = session.get(PromptVersion, proposal.base_version_id)
-    if base is None:
-        raise LookupError(f"no prompt version {proposal.base_version_id}")
-    return unified_diff(
-        base.text, base.examples, proposal.text, proposal.examples, f"version {base.id}", f"proposal {proposal.id}"
-    )
+    """Unified diff of the prompt text from the proposal's base version (the pool: ``proposal_change``)."""
+    return proposal_change(session, get_proposal(session, proposal_id))[0]
 
 
 # -- what a proposal changes, readably ---------------------------------------------------------------
@@ -155,7 +135,7 @@ def diff_proposal(session: Session, proposal_id: int) -> str:
 
 def text_diff(a_text: str, b_text: str, a_name: str, b_name: str) -> str:
     """Unified diff of the prompt texts alone (instruction, definitions, fixed demonstrations)."""
-    return "".join(difflib.unified_diff(_readable(a_text, None), _readable(b_text, None), a_name, b_name))
+    return "".join(difflib.unified_diff(_lines(a_text), _lines(b_text), a_name, b_name))
 
 
 def _covered(pool: list[dict[str, Any]]) -> dict[str, int]:
