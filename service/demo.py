@@ -96,7 +96,10 @@ def demo_credentials(folder: Path) -> Credentials:
     path = folder / "credentials.json"
     if path.exists():
         return Credentials(**json.loads(path.read_text()))
-    credentials = Credentials(DEMO_USER, secrets.token_urlsafe(9), secrets.token_hex(20))
+    password = secrets.token_urlsafe(9)
+    while password.startswith("-"):  # `label-studio start --password -x...` takes it for an option
+        password = secrets.token_urlsafe(9)
+    credentials = Credentials(DEMO_USER, password, secrets.token_hex(20))
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(credentials.__dict__))
     path.chmod(0o600)
