@@ -544,7 +544,11 @@ function candidateText(c) {
 
 function runOutcome(r) {
   if (r.error) return r.error;
-  if (!r.summary || r.summary.progress) return r.status === "running" ? "running" : "";
+  if (!r.summary || r.summary.progress) {
+    const p = (r.summary || {}).progress;
+    if (r.status !== "running") return "";
+    return p && p.total ? `running: ${p.strategy}, ${p.scored} of ${p.total} task scorings` : "running";
+  }
   const s = r.summary;
   if (s.proposal_id) return `proposal #${s.proposal_id}`;
   const more = s.tasks_needed ? `: about ${Math.max(s.tasks_needed - s.validation, 1)} more annotated tasks would make its best gain significant` : "";
