@@ -216,6 +216,9 @@ function renderActivity(projectId, a, runs) {
   box.replaceChildren(
     el("span", { class: "count count-annotations" }, el("b", { text: String(a.annotations) }), ` annotations on ${a.annotated_tasks} tasks`),
     el("span", { class: "count count-disagreements" }, el("b", { text: String(a.disagreements) }), ` disagreements with the model (of ${a.corrections} compared)`),
+    a.annotations > a.annotations_compared
+      ? el("span", { class: "count count-queued", text: `${a.annotations - a.annotations_compared} annotations waiting for the agent` })
+      : null,
     el("span", { class: "count count-trigger" },
       a.agent_enabled
         ? `${towards} of ${a.disagreements_trigger} new disagreements start the next refinement (PROMPTER_AGENT_DISAGREEMENTS_TRIGGER)`

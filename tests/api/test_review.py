@@ -363,6 +363,7 @@ def test_activity_counts_links_and_never_the_token(client: TestClient, ls: dict,
     assert client.post("/webhook", json=ls["webhook_annotation_created"]).status_code == 200
     after = client.get("/projects/1/activity").json()
     assert after["title"] == "harness" and after["annotations"] == 1 and after["annotated_tasks"] == 1
+    assert after["annotations_compared"] <= 1
     for path in ("/projects", "/projects/1", "/projects/1/activity", "/projects/1/prompts", "/projects/1/refinements"):
         assert token not in client.get(path).text
     assert client.get("/projects/nope/activity").status_code == 404

@@ -41,6 +41,7 @@ class ProjectActivity(BaseModel):
     annotations: int
     annotated_tasks: int
     corrections: int
+    annotations_compared: int  # annotations the agent has compared with a prediction (the rest are queued)
     disagreements: int
     disagreements_since_refinement: int
     disagreements_trigger: int
@@ -54,10 +55,12 @@ def read_activity(session: SessionDep, project_id: str) -> ProjectActivity:
     annotations, tasks = session.exec(
         select(func.count(), func.count(func.distinct(Annotation.task_id))).where(Annotation.project_id == project_id)
     ).one()
-    corrections, disagreements = session.exec(
-        select(func.count(), func.count().filter(col(Correction.agree).is_(False))).where(
-            Correction.project_id == project_id
-        )
+    corrections, compared, disagreements = session.exec(
+        select(
+            func.count(),
+            func.count(func.distinct(Correction.annotation_id)),
+            func.count().filter(col(Correction.agree).is_(False)),
+        ).where(Correction.project_id == project_id)
     ).one()
     runs = list_runs(session, project_id)
     last = runs[0] if runs else None
@@ -71,6 +74,7 @@ def read_activity(session: SessionDep, project_id: str) -> ProjectActivity:
         annotations=annotations,
         annotated_tasks=tasks,
         corrections=corrections,
+        annotations_compared=compared,
         disagreements=disagreements,
         disagreements_since_refinement=new_disagreements(session, project_id, last.corrections_seen if last else 0),
         disagreements_trigger=agent_settings.disagreements_trigger,
