@@ -306,8 +306,14 @@ def play_annotator(
         figures = f"{c['accuracy']['before']:.0%} -> {c['accuracy']['after']:.0%}, p = {c['p_value']:.2g}" if c.get(
             "accuracy") else c.get("reason", "")  # fmt: skip
         _say(f"  {c['strategy']}: {c['verdict']} {figures}")
-    if summary.get("proposal_id"):
-        _say(f"Proposal #{summary['proposal_id']} is waiting: accept it at {prompter_url}/review/{project_id}")
+    pending = httpx.get(f"{base}/proposals", params={"status": "pending"}, timeout=30).json()
+    if pending:  # this run's, or an earlier one's that this run would have repeated (then skipped)
+        p, m = pending[0], pending[0]["metrics"]
+        _say(
+            f"Proposal #{p['id']} ({p['strategy']}) is waiting: accuracy {m['accuracy']['before']:.0%} -> "
+            f"{m['accuracy']['after']:.0%} on {m['validation_tasks']} annotated chats, p = {m['p_value']:.2g}; "
+            f"accept it at {prompter_url}/review/{project_id}"
+        )
     elif summary.get("tasks_needed"):
         _say(f"Nothing proven yet: about {summary['tasks_needed']} annotated chats would let the best gain count")
     else:
