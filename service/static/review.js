@@ -178,7 +178,7 @@ async function loadProject(id) {
   const active = versions.find((v) => v.is_active);
   const sections = [
     ["activity", [activity, runs[0] || null], () => renderActivity(id, activity, runs)],
-    ["pending", [pendingKey, active && active.id, activity.task_url, runs[0] && runs[0].status], () => renderPending(id, details, versions, runs)],
+    ["pending", [pendingKey, active && active.id, activity.task_url, runs[0] && runs[0].status], () => renderPending(id, details, versions, runs, proposals.filter((p) => p.status !== "pending"))],
     ["history", versions, () => renderHistory(id, versions)],
     ["runs", runs, () => renderRuns(runs)],
     ["decided", proposals.filter((p) => p.status !== "pending"), () => renderDecided(proposals.filter((p) => p.status !== "pending" && p.status !== "failed"))],
@@ -213,7 +213,7 @@ function renderActivity(projectId, a, runs) {
   }
   const box = document.getElementById("activity");
   const towards = Math.min(a.disagreements_since_refinement, a.disagreements_trigger);
-  box.replaceChildren(
+  box.replaceChildren(...[
     el("span", { class: "count count-annotations" }, el("b", { text: String(a.annotations) }), ` annotations on ${a.annotated_tasks} tasks`),
     el("span", { class: "count count-disagreements" }, el("b", { text: String(a.disagreements) }), ` disagreements with the model (of ${a.corrections} compared)`),
     a.annotations > a.annotations_compared
@@ -223,7 +223,7 @@ function renderActivity(projectId, a, runs) {
       a.agent_enabled
         ? `${towards} of ${a.disagreements_trigger} new disagreements start the next refinement (PROMPTER_AGENT_DISAGREEMENTS_TRIGGER)`
         : "the agent is off (PROMPTER_AGENT_ENABLED=false)"),
-  );
+  ].filter(Boolean));
   const button = document.getElementById("refine");
   const status = document.getElementById("refine-status");
   const run = a.running;
@@ -367,11 +367,13 @@ function perLabel(changes) {
 }
 
 // Why the last refinement proposed nothing, and how many annotations would change that.
-function nothingYet(runs) {
+function nothingYet(runs, decided) {
   const last = (runs || []).find((r) => r.status !== "running" && r.summary);
   if (!last) return null;
   const s = last.summary;
   if (s.proposal_id) return null;
+  const since = (decided || []).some((p) => p.decided_at && last.finished_at && p.decided_at > last.finished_at);
+  if (since) return null; // a decision came after it: the run no longer describes the state
   const scored = (s.candidates || []).filter((c) => c.accuracy);
   const bestGain = scored.filter((c) => c.tasks_needed).sort((a, b) => a.tasks_needed - b.tasks_needed)[0];
   const parts = [`Refinement #${last.id} validated ${s.validation} annotated tasks (${s.folds || "?"}-fold) and proved nothing yet.`];
@@ -382,14 +384,15 @@ function nothingYet(runs) {
   } else if (scored.length) {
     parts.push("No candidate fixed more tasks than it broke: more annotations alone will not make these candidates better.");
   }
+  for (const c of (s.candidates || []).filter((x) => x.verdict === "skipped")) parts.push(`${c.strategy} was skipped: ${c.reason}.`);
   return el("p", { class: "tasks-needed", text: parts.join(" ") });
 }
 
-function renderPending(projectId, proposals, versions, runs) {
+function renderPending(projectId, proposals, versions, runs, decided) {
   const box = document.getElementById("pending");
   box.replaceChildren();
   if (!proposals.length) {
-    box.append(el("p", { class: "muted", text: "No proposal is waiting for review." }), nothingYet(runs) || "");
+    box.append(el("p", { class: "muted", text: "No proposal is waiting for review." }), nothingYet(runs, decided) || "");
     return;
   }
   const active = versions.find((v) => v.is_active);
@@ -454,7 +457,7 @@ function accuracyChart(versions) {
     box.append(el("p", { class: "muted", text: "The chart of held-out accuracy appears once a proposal has been accepted." }));
     return;
   }
-  const w = 360, h = 150, pad = 30;
+  const w = 360, h = 150, pad = 38;
   const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(points.length - 1, 1);
   const y = (v) => h - pad + 8 - v * (h - pad - 8 - 12);
   const chart = svg("svg", { class: "plot accuracy-chart", viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "Held-out accuracy across versions" });
