@@ -287,10 +287,6 @@ function poolText(pool) {
     `${k ? `, ${k} retrieved per task` : ""}; labels covered ${covered(pool.labels_before)} → ${covered(pool.labels_after)}`;
 }
 
-function answerText(labelsByControl) {
-  return labels(labelsByControl);
-}
-
 function poolView(pool) {
   if (!pool) return null;
   const labelRows = [...new Set([...Object.keys(pool.labels_before), ...Object.keys(pool.labels_after)])].sort();
@@ -298,7 +294,7 @@ function poolView(pool) {
     "details",
     { class: cls },
     el("summary", { text: `${title} (${rows.length})` }),
-    el("ul", { class: "examples" }, rows.map((e) => el("li", {}, taskLink(e.task_id), " ", el("span", { class: "example-text", text: e.text }), " ⇒ ", el("b", { text: answerText(e.labels) })))),
+    el("ul", { class: "examples" }, rows.map((e) => el("li", {}, taskLink(e.task_id), " ", el("span", { class: "example-text", text: e.text }), " ⇒ ", el("b", { text: labels(e.labels) })))),
   ) : null;
   return el(
     "div",
