@@ -668,6 +668,7 @@ async function refine(projectId) {
   } catch (e) {
     status.textContent = `No refinement started: ${e.message}`;
     status.className = "error";
+    shown.activity = null; // a run in progress replaces this message with its progress, then its outcome
   }
   await loadProject(projectId).catch((e) => say(e.message, "error"));
 }
