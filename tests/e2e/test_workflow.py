@@ -333,7 +333,9 @@ def test_accepted_proposal_is_the_new_prompt_and_model_version_for_label_studio(
         regions = _by_name(newest["result"])
         assert set(regions["intent"]["value"]["choices"]) <= set(corrected.labels)
         assert 0.0 < newest["score"] <= 1.0
-        assert regions["prompt"]["value"]["text"] == [new_version["text"]], "the new prompt is echoed"
+        # the new prompt is echoed as its instruction: no {examples} or task-block placeholder in the Prompt box
+        [shown] = regions["prompt"]["value"]["text"]
+        assert new_version["text"].startswith(shown) and "{" not in shown, (shown, new_version["text"])
 
 
 # --- a second project: single choice on a Text object ---------------------------------------------
