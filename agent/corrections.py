@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlmodel import Session, col, delete, func, select
 
-from agent.evaluate import Predict, direct_predictor
 from constraints.base import Engine
 from service.labeling import ProjectSchema
-from service.predictor import Prompt, prepare
+from service.predictor import Predict, Prompt, direct_predictor, prepare
 from service.projects import ensure_prompt
 from service.store import repo
 from service.store.models import Annotation, AnnotationPublic, Correction, Prediction, utcnow

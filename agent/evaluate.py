@@ -1,7 +1,9 @@
-"""Evaluation before proposing: a fixed split, paired scoring of two prompts, McNemar's exact test.
+"""Evaluation before proposing: cross-validation folds, paired scoring of two prompts, a one-sided exact test.
 
-Annotated tasks are split once per project by a hash of (seed, task id): a task is always on the same side,
-whatever else gets annotated later, so no strategy ever sees a task that is scored as validation.
+Every annotated task is validated once: the tasks are dealt into ``k`` folds by a hash of (seed, task id), and
+each fold's candidate is built by the strategy from the other folds only, so no candidate is ever scored on a
+task it learned from. The paired answers of all folds are pooled and tested together: an exact sign test on
+the discordant pairs, one-sided (the candidate better, not merely different).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,26 +18,15 @@ from constraints.base import Engine
 from constraints.errors import Conflict
 from service import metrics
 from service.labeling import ProjectSchema
-from service.predictor import LeaveOut, Prompt, TaskContext, TaskPrediction, decide, prepare
+from service.predictor import LeaveOut, Predict, Prompt, prepare
 from service.prompting import build_query
 from service.store.tasks import AnnotatedTask
 
-TEST_NAME = "McNemar exact test (two-sided binomial on discordant pairs)"
-
-# The model half of the decision path on prepared tasks: (schema, tasks, prompt, ``prepare``'s contexts) ->
-# predictions. ``direct_predictor`` calls ``decide``; the service passes one through its model queue.
-Predict = Callable[[ProjectSchema, list[dict[str, Any]], Prompt, list[TaskContext]], list[TaskPrediction]]
+TEST_NAME = "exact sign test, one-sided (McNemar's discordant pairs: the candidate better, not merely different)"
 
 
 class NoAnnotations(Conflict):
     """A refinement was asked for a project without annotated tasks to learn from (the API answers 409)."""
-
-
-def direct_predictor(engine: Engine) -> Predict:
-    def predict(schema, tasks, prompt, contexts):
-        return decide(engine, schema, tasks, prompt, contexts)
-
-    return predict
 
 
 # -- split ------------------------------------------------------------------------------------------
@@ -77,6 +67,50 @@ def mcnemar_exact(breaks: int, fixes: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def sign_test(breaks: int, fixes: int) -> float:
+    """One-sided exact McNemar (sign) test: P(at least ``fixes`` of the discordant pairs go the candidate's way
+    | each pair goes either way with probability 1/2)."""
+    n = breaks + fixes
+    if n == 0:
+        return 1.0
+    return min(1.0, sum(math.comb(n, i) for i in range(fixes, n + 1)) / 2**n)
+
+
+def tasks_needed(fixes: int, breaks: int, n: int, alpha: float, limit: int = 100_000) -> int | None:
+    """The fewest annotated tasks at which the observed gain (``fixes`` and ``breaks`` per ``n`` tasks, scaled)
+    would pass the test at ``alpha``; None when there is no gain to prove or not even ``limit`` tasks would do."""
+    if n <= 0 or fixes <= breaks:
+        return None
+
+    def passes(m: int) -> bool:
+        return sign_test(round(breaks * m / n), round(fixes * m / n)) < alpha
+
+    if passes(n):
+        return n
+    low, high = n, 2 * n
+    while not passes(high):
+        low, high = high, 2 * high
+        if high > limit:
+            return None
+    while high - low > 1:  # the p-value falls as m grows (up to rounding): the first m that passes
+        mid = (low + high) // 2
+        low, high = (low, mid) if passes(mid) else (mid, high)
+    return high
+
+
+def hash_order(tasks: list[AnnotatedTask], seed: int = 0) -> list[AnnotatedTask]:
+    """Tasks in the order of their (seed, task id) hash: a stable shuffle, whatever order they come in."""
+    return sorted(tasks, key=lambda t: (_unit(seed, t.task_id), t.task_id))
+
+
+def folds(tasks: list[AnnotatedTask], k: int, seed: int = 0) -> list[list[AnnotatedTask]]:
+    """``k`` disjoint folds covering every task (sizes within one of each other), dealt in hash order; at most
+    one fold per task. Each fold is sorted by task id."""
+    keyed = hash_order(tasks, seed)
+    k = max(1, min(k, len(keyed)))
+    return [sorted(keyed[i::k], key=lambda t: t.task_id) for i in range(k)]
+
+
 def correct(pred: dict[str, list[str]], gold: dict[str, list[str]]) -> bool:
     """Every control the annotator answered got exactly the annotator's labels."""
     return all(set(pred.get(name, [])) == set(labels) for name, labels in gold.items())
@@ -108,6 +142,18 @@ class Scored:
     @property
     def accuracy(self) -> float:
         return sum(self.correct) / len(self.correct) if self.correct else 0.0
+
+    @staticmethod
+    def join(parts: list[Scored]) -> Scored:
+        """One prompt's answers over several folds, in fold order; tokens averaged over all tasks."""
+        n = sum(len(p.correct) for p in parts)
+        tokens = sum(p.prompt_tokens * len(p.correct) for p in parts)
+        return Scored(
+            [x for p in parts for x in p.preds],
+            [x for p in parts for x in p.correct],
+            sum(p.seconds for p in parts),
+            tokens / n if n else 0.0,
+        )
 
 
 def score(
@@ -155,12 +201,13 @@ class Comparison:
 def compare(
     base: Scored, cand: Scored, tasks: list[AnnotatedTask], alpha: float, cost: dict[str, Any] | None = None
 ) -> Comparison:
-    """Paired comparison on the same validation tasks; significant when it fixes more than it breaks and
-    McNemar's exact p-value is below ``alpha``."""
+    """Paired comparison on the same validation tasks; significant when it fixes more than it breaks and the
+    one-sided exact p-value is below ``alpha``. When it is not, ``tasks_needed`` says how many annotated tasks
+    would make the observed gain significant (None: no gain to prove)."""
     golds = [t.gold for t in tasks]
     fixes = [t.task_id for t, b, c in zip(tasks, base.correct, cand.correct, strict=True) if c and not b]
     breaks = [t.task_id for t, b, c in zip(tasks, base.correct, cand.correct, strict=True) if b and not c]
-    p = mcnemar_exact(len(breaks), len(fixes))
+    p = sign_test(len(breaks), len(fixes))
     before, after = label_f1(base.preds, golds), label_f1(cand.preds, golds)
     changes = {}
     for key in sorted(set(before) | set(after)):
@@ -190,6 +237,7 @@ def compare(
         "p_value": p,
         "alpha": alpha,
         "significant": significant,
+        "tasks_needed": None if significant else tasks_needed(len(fixes), len(breaks), len(tasks), alpha),
         "prompt_tokens": {"before": round(base.prompt_tokens, 1), "after": round(cand.prompt_tokens, 1)},
         "cost": cost or {},
     }

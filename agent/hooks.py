@@ -14,11 +14,11 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from agent.corrections import record_corrections, withdraw
-from agent.evaluate import NoAnnotations, Predict
+from agent.evaluate import NoAnnotations
 from agent.loop import RefinementBusy, Worker, maybe_refine, project_schema, request_refinement
 from constraints.base import Engine
 from service.labeling import ProjectSchema
-from service.predictor import Prompt, TaskContext
+from service.predictor import Predict, Prompt, TaskContext
 from service.runtime import events, host
 from service.runtime.queue import Overloaded
 from service.settings import settings

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -19,19 +20,27 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from agent import review
 from agent.corrections import latest_correction_id, list_corrections, new_disagreements
-from agent.evaluate import NoAnnotations, Predict, compare, direct_predictor, score, split
+from agent.evaluate import (
+    TEST_NAME,
+    NoAnnotations,
+    Scored,
+    compare,
+    folds,
+    hash_order,
+    score,
+)
 from agent.strategies import Candidate, Context, Mistake, StrategyError, registry
 from constraints.base import Engine
 from constraints.errors import Conflict, NotFound, PrompterError
-from service.demonstrations import pool_from_tasks
 from service.labeling import ConfigError, ProjectSchema, parse_config
-from service.predictor import Prompt
+from service.predictor import LeaveOut, Predict, Prompt, direct_predictor, prepare
 from service.projects import ensure_prompt
 from service.settings import AgentSettings, settings
 from service.store import repo
 from service.store.models import RUNNING, Proposal, RefinementRun, utcnow
-from service.store.tasks import annotated_tasks
+from service.store.tasks import AnnotatedTask, annotated_tasks
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +130,7 @@ class Outcome:
     run_id: int
     proposal: Proposal | None
     candidates: list[dict[str, Any]] = field(default_factory=list)  # every candidate tried, with its verdict
-    failed: list[Proposal] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)  # strategies that failed, with the reason
 
 
 def project_schema(session: Session, project_id: str) -> ProjectSchema:
@@ -156,33 +165,25 @@ def _mistakes(session: Session, project_id: str, tasks_by_id: dict, base_version
     return [Mistake(tasks_by_id[c.task_id], c.control, tuple(c.gold), tuple(c.predicted)) for c in rows]
 
 
-def _record_failed(session: Session, project_id: str, run: RefinementRun, base_id: int, name: str, reason: str):
-    proposal = Proposal(
-        project_id=project_id, run_id=run.id, base_version_id=base_id, strategy=name, text="", status="failed",
-        reason=reason, decided_at=utcnow(),
-    )  # fmt: skip
-    session.add(proposal)
+def _progress(session: Session, run: RefinementRun, **progress: Any) -> None:
+    """What a running refinement is doing, in its summary, for the review page to show."""
+    session.exec(
+        update(RefinementRun)
+        .where(col(RefinementRun.id) == run.id, col(RefinementRun.status) == RUNNING)
+        .values(summary={"progress": progress})
+    )
     session.commit()
-    session.refresh(proposal)
-    return proposal
 
 
-def _score_version(predict: Predict, engine: Engine, schema, prompt: Prompt, validation, cfg: AgentSettings):
-    """A prompt scored on validation as it would serve: a pool that holds every annotated task (a refit) is
-    scored leave-one-out, so no task sees its own label; without refit the validation tasks stay hidden."""
-    hidden = {t.task_id for t in validation}
-    if cfg.refit_pool:
-        return score(predict, engine, schema, prompt, validation, set(), leave_one_out=True)
-    return score(predict, engine, schema, prompt, validation, hidden)
-
-
-def _with_validation_in_pool(examples: dict[str, Any] | None, schema, validation, cfg: AgentSettings):
-    """The pool shipped: the validated pool plus the validation tasks (a refit on every annotation)."""
-    if not examples or not examples.get("pool") or not cfg.refit_pool:
-        return examples
-    have = {e["task_id"] for e in examples["pool"]}
-    extra = [e for e in pool_from_tasks(schema, validation) if e["task_id"] not in have]
-    return {**examples, "pool": sorted(examples["pool"] + extra, key=lambda e: e["task_id"])}
+def _latency(predict: Predict, schema, prompt: Prompt, tasks: list[AnnotatedTask], engine: Engine) -> float:
+    """Median seconds for one task alone, as a Shift+Enter asks (through the same model queue)."""
+    times = []
+    for task in tasks[:3]:
+        started = time.perf_counter()
+        one = [task.as_task()]
+        predict(schema, one, prompt, prepare(engine, schema, one, prompt, LeaveOut(frozenset({task.task_id}))))
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3) if times else 0.0
 
 
 def refine(
@@ -197,7 +198,7 @@ def refine(
     """One refinement of ``project_id``, synchronously. Takes the lease unless ``run`` (already leased) is given.
 
     Raises NoAnnotations before anything is written when there is nothing to learn from, RefinementBusy when
-    another refinement holds the lease. A strategy that fails leaves a ``failed`` proposal with its reason.
+    another refinement holds the lease. A strategy that fails is recorded in the run's summary with its reason.
     """
     cfg = cfg or settings.agent
     predict = predict or direct_predictor(engine)
@@ -216,33 +217,52 @@ def refine(
 def _refine(
     session: Session, engine: Engine, project_id: str, run: RefinementRun, cfg: AgentSettings, predict: Predict
 ) -> Outcome:
+    """Cross-validated refinement: each strategy's candidate (built from every annotated task) is checked
+    against what was proposed or active before, then validated fold by fold, each fold by a candidate the
+    strategy built without that fold's tasks. The pooled paired answers decide."""
     started = time.perf_counter()
     schema = project_schema(session, project_id)
     tasks = annotated_tasks(session, project_id, schema)
     if len(tasks) < 2:
         raise NoAnnotations(f"project {project_id} has fewer than two annotated tasks with known data")
     base = ensure_prompt(session, project_id, schema)
-    examples, validation = split(tasks, cfg.validation_fraction, cfg.seed)
-    validation = validation[: cfg.max_validation]
-    by_id = {t.task_id: t for t in examples}
-    mistakes = _mistakes(session, project_id, by_id, base.id)
-    ctx = Context(engine, schema, base.text, base.examples, examples, mistakes, cfg, predict, base.decision)
-    base_scored = _score_version(
-        predict, engine, schema, Prompt(base.text, base.examples, None, base.decision), validation, cfg
-    )
+    validated = hash_order(tasks, cfg.seed)[: cfg.max_validation]
+    parts = folds(validated, cfg.folds, cfg.seed)
+    ordered = [t for part in parts for t in part]
+    all_mistakes = _mistakes(session, project_id, {t.task_id: t for t in tasks}, base.id)
+    strategies = registry()
+    total = len(ordered) * (1 + len(cfg.strategies))
+    done = 0
+
+    def tick(strategy: str) -> None:
+        _progress(session, run, strategy=strategy, scored=done, total=total, folds=len(parts))
+
+    def context(train: list[AnnotatedTask]) -> Context:
+        ids = {t.task_id for t in train}
+        mistakes = [m for m in all_mistakes if m.task.task_id in ids]
+        return Context(engine, schema, base.text, base.examples, train, mistakes, cfg, predict, base.decision)
+
+    tick("the active prompt")
+    base_parts = []
+    for part in parts:  # as it serves: every task retrieves from the active pool without itself
+        base_parts.append(score(predict, engine, schema, Prompt.of(base), part, set(), leave_one_out=True))
+        done += len(part)
+        tick("the active prompt")
+    base_scored = Scored.join(base_parts)
     renew(session, run, cfg.lease_seconds)
 
-    strategies = registry()
     outcome = Outcome(run.id, None)
-    best: tuple[Candidate, Any] | None = None
+    best: tuple[Candidate, tuple, Any, Scored] | None = None
     for name in cfg.strategies:
         t0 = time.perf_counter()
+        tick(name)
         try:
-            candidate = strategies[name](ctx)
+            candidate = strategies[name](context(tasks))
         except StrategyError as exc:
             log.warning("project %s: strategy %s failed: %s", project_id, name, exc)
-            outcome.failed.append(_record_failed(session, project_id, run, base.id, name, str(exc)))
+            outcome.failed.append({"strategy": name, "reason": str(exc)})
             outcome.candidates.append({"strategy": name, "verdict": "failed", "reason": str(exc)})
+            done += len(ordered)
             continue
         if candidate is None or (candidate.text, candidate.examples, candidate.decision) == (
             base.text,
@@ -250,22 +270,47 @@ def _refine(
             base.decision,
         ):
             outcome.candidates.append({"strategy": name, "verdict": "nothing to propose"})
+            done += len(ordered)
+            continue
+        repeat = review.seen_before(session, project_id, candidate.text, candidate.examples)
+        if repeat is not None:
+            log.info("project %s: %s skipped: %s", project_id, name, repeat)
+            outcome.candidates.append({"strategy": name, "verdict": "skipped", "reason": repeat})
+            done += len(ordered)
             continue
         made = time.perf_counter() - t0
-        shipped = _with_validation_in_pool(candidate.examples, schema, validation, cfg)
-        scored = _score_version(
-            predict, engine, schema, Prompt(candidate.text, shipped, None, candidate.decision), validation, cfg
-        )
+        cand_parts = []
+        for i, part in enumerate(parts):
+            train = [t for t in tasks if t.task_id not in {v.task_id for v in part}]
+            try:
+                fold = strategies[name](context(train))
+            except StrategyError:
+                fold = None
+            if fold is None:  # nothing to offer without this fold: the base prompt's answers stand
+                cand_parts.append(base_parts[i])
+            else:  # the fold's own pool holds no task of the fold; a pool kept from the base hides each task
+                fold_prompt = Prompt(fold.text, fold.examples, None, fold.decision)
+                cand_parts.append(score(predict, engine, schema, fold_prompt, part, set(), True))
+            done += len(part)
+            tick(name)
+        scored = Scored.join(cand_parts)
         cost = {
             "strategy_tokens": candidate.tokens,
             "strategy_seconds": round(candidate.seconds or made, 3),
             "evaluation_seconds": round(scored.seconds + base_scored.seconds, 3),
             "seconds": round((candidate.seconds or made) + scored.seconds + base_scored.seconds, 3),
-            "tokens": int(candidate.tokens + (scored.prompt_tokens + base_scored.prompt_tokens) * len(validation)),
+            "tokens": int(candidate.tokens + (scored.prompt_tokens + base_scored.prompt_tokens) * len(ordered)),
         }
-        comparison = compare(base_scored, scored, validation, cfg.alpha, cost)
+        comparison = compare(base_scored, scored, ordered, cfg.alpha, cost)
         comparison.metrics.update(
-            {"strategy": name, "note": candidate.note, "examples_seen": len(examples), "split_seed": cfg.seed}
+            {
+                "strategy": name,
+                "note": candidate.note,
+                "examples_seen": len(tasks),
+                "folds": len(parts),
+                "validation": "cross-validation: every annotated task scored by a candidate built without its fold",
+                "split_seed": cfg.seed,
+            }
         )
         verdict = "significant" if comparison.significant else "not significant"
         outcome.candidates.append(
@@ -276,22 +321,30 @@ def _refine(
                 "p_value": comparison.p_value,
                 "fixes": len(comparison.fixes),
                 "breaks": len(comparison.breaks),
+                "tasks_needed": comparison.metrics["tasks_needed"],
             }
         )
         log.info("project %s: %s %s (%s)", project_id, name, verdict, comparison.metrics["accuracy"])
         gain = (scored.accuracy, comparison.metrics["macro_f1"]["after"])
         if comparison.significant and (best is None or gain > best[1]):
-            best = (candidate, gain, comparison)
+            best = (candidate, gain, comparison, scored)
         renew(session, run, cfg.lease_seconds)
 
     if best is not None:
-        candidate, _, comparison = best
-        shipped = _with_validation_in_pool(candidate.examples, schema, validation, cfg)
-        if shipped is not candidate.examples:
+        candidate, _, comparison, _ = best
+        tick("measuring latency")
+        comparison.metrics["latency_s"] = {
+            "before": _latency(predict, schema, Prompt.of(base), ordered, engine),
+            "after": _latency(
+                predict, schema, Prompt(candidate.text, candidate.examples, None, candidate.decision), ordered, engine
+            ),
+            "note": "one task alone, median of 3, through the model queue",
+        }
+        if candidate.examples and candidate.examples.get("pool"):
             comparison.metrics["pool"] = {
                 "from_examples": len(candidate.examples["pool"]),
-                "shipped": len(shipped["pool"]),
-                "note": "the pool holds every annotated task; each validation task was scored without itself",
+                "shipped": len(candidate.examples["pool"]),
+                "note": "the pool holds every annotated task; each fold was validated by a pool without it",
             }
         session.exec(
             update(Proposal)
@@ -304,7 +357,7 @@ def _refine(
             base_version_id=base.id,
             strategy=candidate.strategy,
             text=candidate.text,
-            examples=shipped,
+            examples=candidate.examples,
             decision=candidate.decision,
             metrics=comparison.metrics,
         )
@@ -312,13 +365,18 @@ def _refine(
         session.commit()
         session.refresh(proposal)
         outcome.proposal = proposal
+    gains = [c for c in outcome.candidates if c.get("tasks_needed")]
     summary = {
         "base_version_id": base.id,
         "base_accuracy": round(base_scored.accuracy, 4),
-        "examples": len(examples),
-        "validation": len(validation),
+        "examples": len(tasks),
+        "validation": len(ordered),
+        "folds": len(parts),
+        "test": TEST_NAME,
+        "alpha": cfg.alpha,
         "candidates": outcome.candidates,
         "proposal_id": outcome.proposal.id if outcome.proposal else None,
+        "tasks_needed": min(c["tasks_needed"] for c in gains) if gains and outcome.proposal is None else None,
         "seconds": round(time.perf_counter() - started, 3),
     }
     finish_run(session, run, "done", summary=summary)

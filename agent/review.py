@@ -1,4 +1,5 @@
-"""Review operations, framework-free: list and read proposals, accept or reject them, roll back, diff.
+"""Review operations, framework-free: list and read proposals, accept or reject them, roll back, what a proposal
+changes (a text diff and a demonstration-pool summary), and whether a candidate was seen before.
 
 The REST layer maps ``NotFound`` to 404 and ``NotPending`` / ``ReviewError`` to 409 (``service.api.errors``).
 """
@@ -6,6 +7,7 @@ The REST layer maps ``NotFound`` to 404 and ``NotPending`` / ``ReviewError`` to 
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from sqlalchemy import update
@@ -112,39 +114,115 @@ def prompt_history(session: Session, project_id: str) -> list[PromptVersion]:
     return repo.list_prompt_versions(session, project_id)
 
 
-def _readable(text: str, examples: dict[str, Any] | None) -> list[str]:
+def _lines(text: str) -> list[str]:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    pool = (examples or {}).get("pool") or []
-    if pool:
-        lines.append("\n")
-        lines.append(f"# demonstration pool: {len(pool)} examples, {examples.get('k', 8)} retrieved per task\n")
-        for entry in pool:
-            answer = "; ".join(f"{k}: {', '.join(v)}" for k, v in entry["labels"].items())
-            text_line = " ".join(str(entry["text"]).split())
-            lines.append(f"[task {entry.get('task_id')}] {text_line} => {answer}\n")
     return lines
 
 
-def unified_diff(a_text: str, a_examples, b_text: str, b_examples, a_name: str, b_name: str) -> str:
-    return "".join(difflib.unified_diff(_readable(a_text, a_examples), _readable(b_text, b_examples), a_name, b_name))
-
-
 def diff_versions(session: Session, from_id: int, to_id: int) -> str:
-    """Unified diff from one prompt version to another (text, then the demonstration pool)."""
-    a, b = session.get(PromptVersion, from_id), session.get(PromptVersion, to_id)
-    if a is None or b is None:
-        raise NotFound(f"no prompt version {from_id if a is None else to_id}")
-    return unified_diff(a.text, a.examples, b.text, b.examples, f"version {a.id}", f"version {b.id}")
+    """Unified diff of the prompt text from one version to another (the pool: ``version_change``)."""
+    return version_change(session, from_id, to_id)[0]
 
 
 def diff_proposal(session: Session, proposal_id: int) -> str:
-    """Unified diff from the proposal's base version to the proposed prompt."""
-    proposal = get_proposal(session, proposal_id)
+    """Unified diff of the prompt text from the proposal's base version (the pool: ``proposal_change``)."""
+    return proposal_change(session, get_proposal(session, proposal_id))[0]
+
+
+# -- what a proposal changes, readably ---------------------------------------------------------------
+
+
+def text_diff(a_text: str, b_text: str, a_name: str, b_name: str) -> str:
+    """Unified diff of the prompt texts alone (instruction, definitions, fixed demonstrations)."""
+    return "".join(difflib.unified_diff(_lines(a_text), _lines(b_text), a_name, b_name))
+
+
+def decision_text(decision: dict[str, Any] | None) -> str:
+    """How a version decides, as lines the diff can compare: each control's weights (or the defaults)."""
+    if not decision:
+        return "\n\n[how it decides: the default weights]\n"
+    lines = ["", "", "[how it decides]"]
+    for control, record in sorted(decision.items()):
+        weights = record.get("weights", {})
+        figures = ", ".join(f"{k} {v:.2f}" for k, v in weights.items() if isinstance(v, float) and v)
+        lines.append(f"{control}: {figures} ({record.get('note', '')}, {record.get('annotated', 0)} tasks)")
+    return "\n".join(lines) + "\n"
+
+
+def _covered(pool: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in pool:
+        for control, chosen in (entry.get("labels") or {}).items():
+            for label in chosen:
+                key = label if len(entry["labels"]) == 1 else f"{control}/{label}"
+                counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def pool_change(a_examples: dict[str, Any] | None, b_examples: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The demonstration pool's change as a summary: sizes, ``k``, the examples added and removed (whole, so
+    the page can show them), and the labels covered before and after (examples per label). None: no pool."""
+    a_pool = (a_examples or {}).get("pool") or []
+    b_pool = (b_examples or {}).get("pool") or []
+    if not a_pool and not b_pool:
+        return None
+    a_ids = {e.get("task_id") for e in a_pool}
+    b_ids = {e.get("task_id") for e in b_pool}
+    return {
+        "before": len(a_pool),
+        "after": len(b_pool),
+        "k_before": (a_examples or {}).get("k") if a_pool else None,
+        "k_after": (b_examples or {}).get("k") if b_pool else None,
+        "added": [e for e in b_pool if e.get("task_id") not in a_ids],
+        "removed": [e for e in a_pool if e.get("task_id") not in b_ids],
+        "labels_before": _covered(a_pool),
+        "labels_after": _covered(b_pool),
+    }
+
+
+def proposal_change(session: Session, proposal: Proposal) -> tuple[str, dict[str, Any] | None]:
+    """(the text diff from the base version, the pool change) of a proposal."""
     base = session.get(PromptVersion, proposal.base_version_id)
     if base is None:
         raise NotFound(f"no prompt version {proposal.base_version_id}")
-    return unified_diff(
-        base.text, base.examples, proposal.text, proposal.examples, f"version {base.id}", f"proposal {proposal.id}"
-    )
+    before, after = base.text + decision_text(base.decision), proposal.text + decision_text(proposal.decision)
+    diff = text_diff(before, after, f"version {base.id}", f"proposal {proposal.id}")
+    return diff, pool_change(base.examples, proposal.examples)
+
+
+def version_change(session: Session, from_id: int, to_id: int) -> tuple[str, dict[str, Any] | None]:
+    a, b = session.get(PromptVersion, from_id), session.get(PromptVersion, to_id)
+    if a is None or b is None:
+        raise NotFound(f"no prompt version {from_id if a is None else to_id}")
+    before, after = a.text + decision_text(a.decision), b.text + decision_text(b.decision)
+    return text_diff(before, after, f"version {a.id}", f"version {b.id}"), pool_change(a.examples, b.examples)
+
+
+# -- never propose twice ----------------------------------------------------------------------------------
+
+
+def fingerprint(text: str, examples: dict[str, Any] | None) -> str:
+    """What makes two prompts the same prompt: the text and the pool (entries and ``k``), nothing else."""
+    pool = (examples or {}).get("pool") or []
+    shape = {"text": text, "pool": pool, "k": (examples or {}).get("k") if pool else None}
+    return json.dumps(shape, sort_keys=True, ensure_ascii=False)
+
+
+def seen_before(session: Session, project_id: str, text: str, examples: dict[str, Any] | None) -> str | None:
+    """Why a candidate must not be proposed (it is the active version, a version rolled back or replaced, a
+    rejected or pending proposal), or None when it is new."""
+    mine = fingerprint(text, examples)
+    versions = sorted(repo.list_prompt_versions(session, project_id), key=lambda v: not v.is_active)
+    for v in versions:
+        if fingerprint(v.text, v.examples) == mine:
+            if v.is_active:
+                return f"identical to the active version #{v.id}"
+            return f"identical to version #{v.id}, no longer active (rolled back or replaced): roll back to it instead"
+    for p in list_proposals(session, project_id):
+        if p.status in ("rejected", "pending") and fingerprint(p.text, p.examples) == mine:
+            if p.status == "rejected":
+                return f"identical to proposal #{p.id}, rejected: {p.reason or 'no reason given'}"
+            return f"identical to proposal #{p.id}, still pending"
+    return None

@@ -2,9 +2,10 @@
 
 Corrections arrive in rounds. Each round the batch is predicted with the active prompt (as ``/predict`` would),
 annotated with its gold labels, recorded as corrections, and a refinement runs; a proposal is accepted when
-it passed the validation rule (McNemar, as in the service). Held-out tasks are never stored, so the loop never
-sees them; after every round the active prompt is scored on them, next to baselines trained on the same
-corrections: the default prompt, and MiniLM embeddings with logistic regression and with 1-nearest-neighbour.
+it passed the validation rule (cross-validated, a one-sided exact test, as in the service). Held-out tasks
+are never stored, so the loop never sees them; after every round the active prompt is scored on them, next to
+baselines trained on the same corrections: the default prompt, and MiniLM embeddings with logistic regression
+and with 1-nearest-neighbour.
 Same store (a temporary SQLite file, migrated), same agent code as the service.
 """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from constraints.errors import BadInput
 from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
 from service.labeling import ChoiceControl, ProjectSchema
-from service.prompting import build_query, render_value
+from service.prompting import build_query, render_value, shown_prompt
 from service.store.models import PredictionCreate, as_task_id
 
 
@@ -230,7 +231,7 @@ def decide(
             result.append(_region(r.name, r.to_name, "textarea", {"text": [responses[i]]}))
         if schema.prompt:
             p = schema.prompt
-            result.append(_region(p.name, p.to_name, "textarea", {"text": [prompt.text]}))
+            result.append(_region(p.name, p.to_name, "textarea", {"text": [shown_prompt(prompt.text, schema)]}))
         score = min(scores) if scores else 1.0
         evid = {name: x[i] for name, x in weighed.items()}
         logps = {name: x[i] for name, x in raw.items()}
@@ -255,6 +256,18 @@ def fused_decisions(x: np.ndarray, control: ChoiceControl, weights: fusion.Weigh
         )
         out.append(Decision(picked, min(max(float(scores[i]), 1e-6), 1.0), named))
     return out
+
+
+# The model half of the path on prepared tasks, as a value: ``direct_predictor`` decides in this thread, the
+# service's agent passes one through its model queue at batch priority.
+Predict = Callable[[ProjectSchema, list[dict[str, Any]], Prompt, list[TaskContext]], list[TaskPrediction]]
+
+
+def direct_predictor(engine: Engine) -> Predict:
+    def predict(schema, tasks, prompt, contexts):
+        return decide(engine, schema, tasks, prompt, contexts)
+
+    return predict
 
 
 def label_tasks(

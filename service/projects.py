@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from service.labeling import ProjectSchema
 from service.predictor import TaskDataError
-from service.prompting import default_prompt
+from service.prompting import default_prompt, shown_prompt
 from service.settings import settings
 from service.store import repo
 from service.store.models import PromptVersion
@@ -61,5 +61,15 @@ def resolve_prompt(session: Session, project_id: str, schema: ProjectSchema, con
         raise TaskDataError(f"the prompt has {len(typed)} characters, more than the limit of {settings.max_text_chars}")
     if typed is not None:
         active = repo.active_prompt(session, project_id)
+        shown = version_shown_as(session, project_id, schema, typed)
+        if shown is not None:  # the Prompt box as Prompter filled it: that version, with its demonstrations
+            return shown
         return repo.record_prompt(session, project_id, typed, "annotator", parent_id=active.id if active else None)
     return ensure_prompt(session, project_id, schema)
+
+
+def version_shown_as(session: Session, project_id: str, schema: ProjectSchema, text: str) -> PromptVersion | None:
+    """The version whose Prompt-box text (``shown_prompt``) is ``text``, the active one first; None if none is."""
+    versions = sorted(repo.list_prompt_versions(session, project_id), key=lambda v: (not v.is_active, -(v.id or 0)))
+    wanted = text.strip()
+    return next((v for v in versions if v.text != wanted and shown_prompt(v.text, schema).strip() == wanted), None)

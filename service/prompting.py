@@ -68,6 +68,20 @@ def _data_text(schema: ProjectSchema, data: dict[str, Any], obj: DataObject) -> 
     return render_value(obj, data.get(obj.value_key))
 
 
+_AGENT_TASK_PART = re.compile(r"\n*(?:\{examples\})?[^\n{}]*:\n\{([A-Za-z_][A-Za-z0-9_]*)\}\s*$")
+
+
+def shown_prompt(template: str, schema: ProjectSchema) -> str:
+    """The prompt as Label Studio's Prompt box shows it: an agent template without its ``{examples}`` and
+    task block (``Chat:\n{dialogue}``), so annotators read the instruction, not placeholders. Any other
+    template is shown as written."""
+    task_vars = {o.value_key for o in schema.objects} | set(schema.data_keys) | {"text"}
+    match = _AGENT_TASK_PART.search(template)
+    if match is None or match.group(1) not in task_vars:
+        return template
+    return template[: match.start()].rstrip() or template
+
+
 def build_query(
     template: str,
     schema: ProjectSchema,

@@ -32,18 +32,19 @@ class AgentSettings(BaseSettings):
     # Evaluation
     seed: int = Field(default=0, description="Seed of the examples/validation split and of sampling.")
     validation_fraction: float = Field(
-        default=0.4, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation (never shown)."
+        default=0.4, gt=0.0, lt=1.0, description="Share held out by `split` (refinements cross-validate instead)."
     )
     max_validation: int = Field(default=200, ge=1, description="Validation tasks scored at most per candidate.")
+    folds: int = Field(
+        default=5,
+        ge=2,
+        description="Cross-validation folds: every annotated task is validated once, by a "
+        "candidate built without its fold (fewer tasks than folds: leave-one-out).",
+    )
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="McNemar p-value a candidate must beat.")
 
     # Demonstrations
     demos_k: int = Field(default=8, ge=1, le=64, description="Demonstrations retrieved per task.")
-    refit_pool: bool = Field(
-        default=True,
-        description="An accepted retrieval pool also holds the validation tasks (validated without them, "
-        "shipped with every annotation, as a cross-validated model is refit on all data).",
-    )
     demo_token_budget: int = Field(default=400, ge=16, description="Tokens the fixed demonstrations may take.")
     definition_examples: int = Field(default=2, ge=1, description="Annotated examples quoted per label definition.")
     confused_pairs: int = Field(default=5, ge=1, description="Confused label pairs the definitions address.")

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from agent.evaluate import Predict, direct_predictor
-from agent.fitting import fit_decision
+from agent.strategies.fitting import fit_decision
 from constraints.base import Engine
 from constraints.errors import PrompterError
 from service import embeddings
 from service.demonstrations import answer_lead, render, split_template, task_block
 from service.labeling import ProjectSchema
+from service.predictor import Predict, direct_predictor
 from service.prompting import task_text
 from service.settings import AgentSettings
 from service.store.tasks import AnnotatedTask

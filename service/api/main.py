@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from service.api.routes import (
+    activity,
     health,
     metrics,
     predict,
@@ -27,4 +28,5 @@ api_router.include_router(projects.router)
 api_router.include_router(prompts.router)
 api_router.include_router(proposals.router)
 api_router.include_router(refinements.router)
+api_router.include_router(activity.router)
 api_router.include_router(review.router)

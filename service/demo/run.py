@@ -21,6 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
+
 from service.demo import labelstudio
 from service.demo.labelstudio import Credentials, LabelStudioAPI, LabelStudioServer
 from service.demo.processes import PrompterServer
@@ -33,6 +35,7 @@ DEMO_USER = "demo@prompter.local"
 # A webhook gets 1 s, and a late answer loses the annotation for the agent without a word; 10 s.
 LABEL_STUDIO_ENV = {"ML_TIMEOUT_PREDICT": "300", "WEBHOOK_TIMEOUT": "10"}
 PREDICT_CHUNK = 5  # tasks per "Retrieve predictions" while the demo labels its sample chats
+ANNOTATE_DEFAULT = 40  # 20 chats were too few to prove the 270M model's gain from retrieval (p = 0.09)
 SCREENSHOT_PROMPT = "Which intents does the customer express? Name every one that applies."
 
 
@@ -53,6 +56,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exit-when-ready", action="store_true", help="stop both servers once the project is ready (and screenshot)"
     )
+    parser.add_argument(
+        "--annotate", type=int, nargs="?", const=ANNOTATE_DEFAULT, default=0, metavar="N",
+        help=f"play the annotator: submit N sample chats' intents in Label Studio (default {ANNOTATE_DEFAULT}; past "
+        "20 more sample chats are imported), press Start Training, and wait for the refinement (a proposal to "
+        "accept at /review, or how many more annotations it needs)",
+    )  # fmt: skip
     parser.set_defaults(run=run)
 
 
@@ -72,12 +81,25 @@ def forget(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
+def more_sample_tasks() -> list[dict[str, Any]]:
+    """40 more chats made the same way (scripts/make_finance_chats.py), for `--annotate` past the first 20."""
+    return json.loads((resources.files("service") / "sample_data" / "finance_chats_more.json").read_text())
+
+
+def sample_answers() -> dict[str, list[str]]:
+    """The sample chats' intents, by ``source_ids`` (kept out of the task data)."""
+    return json.loads((resources.files("service") / "sample_data" / "finance_chats_answers.json").read_text())
+
+
 def demo_credentials(folder: Path) -> Credentials:
     """The demo's Label Studio login, made once per demo folder (the password never leaves it)."""
     path = folder / "credentials.json"
     if path.exists():
         return Credentials(**json.loads(path.read_text()))
-    credentials = Credentials(DEMO_USER, secrets.token_urlsafe(9), secrets.token_hex(20))
+    password = secrets.token_urlsafe(9)
+    while password.startswith("-"):  # `label-studio start --password -x...` takes it for an option
+        password = secrets.token_urlsafe(9)
+    credentials = Credentials(DEMO_USER, password, secrets.token_hex(20))
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(credentials.__dict__))
     path.chmod(0o600)
@@ -154,10 +176,12 @@ def run(args: argparse.Namespace) -> int:
         prompter.wait_ready()
         _say(f"The model is ready ({prompter.startup_seconds:.0f} s after start)")
         # Connect only now: LS gives /setup 3 s, and a loading model can starve the server of CPU that long.
-        ensure_backend(api, project["id"], prompter.url)
+        backend = ensure_backend(api, project["id"], prompter.url)
         _say("Prompter is connected to the project (interactive preannotation on)")
         if not args.no_predict:
             predict_all(api, project["id"], task_ids)
+        if args.annotate:
+            task_ids = play_annotator(api, project["id"], backend["id"], task_ids, prompter.url, args.annotate)
 
         if args.screenshot:
             _screenshot(api, ls, project["id"], task_ids[0], args.screenshot)
@@ -167,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
             "\n"
             f"Label Studio: {ls.url}/projects/{project['id']}/data\n"
             f"Login:        {credentials.username}  password: {credentials.password}\n"
+            f"API token:    {credentials.token}  (header Authorization: Token ...)\n"
+            f"              the login and token are kept in {folder / 'credentials.json'}\n"
             f"Prompter:     {prompter.url}  (prompt proposals: {prompter.url}/review)\n"
             "Open a task: Prompter's prediction is filled in. To ask in your own words, switch on\n"
             "Auto-Annotation (bottom bar), click the pencil on the Prompt box, type, press Shift+Enter.\n"
@@ -210,6 +236,89 @@ def predict_all(api: LabelStudioAPI, project_id: int, task_ids: list[int]) -> No
         raise RuntimeError(f"Label Studio stored no prediction for tasks {missing}; see its log")
     if todo:
         _say(f"Predictions for {len(todo)} chats in {time.monotonic() - started:.0f} s")
+
+
+ANNOTATE_TIMEOUT_S = 1800.0  # the refinement scores every strategy on every chat, five folds, on a busy CPU
+
+
+def play_annotator(
+    api: LabelStudioAPI, project_id: int, ml_id: int, task_ids: list[int], prompter_url: str, count: int
+) -> list[int]:
+    """Annotate ``count`` chats with their intents in Label Studio (the webhooks teach Prompter; more sample
+    chats are imported if the project has fewer), press Start Training, wait for the refinement, print its
+    outcome. Returns the project's task ids."""
+    answers = sample_answers()
+    base = f"{prompter_url}/projects/{project_id}"
+    if count > len(task_ids):
+        known = {str(api.get_task(t).get("data", {}).get("source_ids")) for t in task_ids}
+        extra = [t for t in more_sample_tasks() if t["data"]["source_ids"] not in known][: count - len(task_ids)]
+        if extra:
+            api.import_tasks(project_id, extra)
+            task_ids = api.task_ids(project_id)
+            _say(f"Imported {len(extra)} more sample chats ({len(task_ids)} in the project)")
+    task_ids = task_ids[:count]
+    done = 0
+    for task_id in task_ids:
+        task = api.get_task(task_id)
+        intents = answers.get(str(task.get("data", {}).get("source_ids")))
+        if not intents or task.get("total_annotations"):
+            continue
+        result = [{"from_name": "intent", "to_name": "chat", "type": "choices", "value": {"choices": intents}}]
+        api.create_annotation(task_id, result)
+        done += 1
+    _say(f"Annotated {done} chats with their intents (as an annotator would, in Label Studio)")
+    deadline = time.monotonic() + ANNOTATE_TIMEOUT_S
+
+    def runs() -> list[dict[str, Any]]:
+        return httpx.get(f"{base}/refinements", timeout=30).json()
+
+    def wait_idle() -> None:  # enough disagreements start a refinement on their own: let it finish first
+        last = ""
+        time.sleep(3)
+        while (activity := httpx.get(f"{base}/activity", timeout=30).json())["running"] or activity[
+            "corrections"
+        ] < len(task_ids):
+            progress = (activity["running"] or {}).get("progress") or {}
+            doing = progress.get("strategy", "recording corrections")
+            line = f"  {doing}: {progress.get('scored', '')}/{progress.get('total', '')}"
+            if line != last:
+                _say(line)
+                last = line
+            if time.monotonic() > deadline:
+                raise TimeoutError("Prompter did not finish in time; see its log")
+            time.sleep(2)
+
+    wait_idle()
+    activity = httpx.get(f"{base}/activity", timeout=30).json()
+    _say(f"Prompter compared {activity['corrections']} annotations with its predictions: "
+         f"{activity['disagreements']} disagreements")  # fmt: skip
+    seen = {r["id"] for r in runs()}
+    api.train(ml_id)
+    _say("Pressed Start Training: Prompter refines the prompt, every chat validated (five folds)...")
+    while not (new := [r for r in runs() if r["id"] not in seen]):
+        if time.monotonic() > deadline:
+            raise TimeoutError("Start Training started no refinement; see Prompter's log")
+        time.sleep(1)
+    wait_idle()
+    run = next(r for r in runs() if r["id"] == new[0]["id"])
+    summary = run.get("summary") or {}
+    for c in summary.get("candidates", []):
+        figures = f"{c['accuracy']['before']:.0%} -> {c['accuracy']['after']:.0%}, p = {c['p_value']:.2g}" if c.get(
+            "accuracy") else c.get("reason", "")  # fmt: skip
+        _say(f"  {c['strategy']}: {c['verdict']} {figures}")
+    pending = httpx.get(f"{base}/proposals", params={"status": "pending"}, timeout=30).json()
+    if pending:  # this run's, or an earlier one's that this run would have repeated (then skipped)
+        p, m = pending[0], pending[0]["metrics"]
+        _say(
+            f"Proposal #{p['id']} ({p['strategy']}) is waiting: accuracy {m['accuracy']['before']:.0%} -> "
+            f"{m['accuracy']['after']:.0%} on {m['validation_tasks']} annotated chats, p = {m['p_value']:.2g}; "
+            f"accept it at {prompter_url}/review/{project_id}"
+        )
+    elif summary.get("tasks_needed"):
+        _say(f"Nothing proven yet: about {summary['tasks_needed']} annotated chats would let the best gain count")
+    else:
+        _say(f"The refinement proposed nothing: {run.get('error') or 'no candidate beat the prompt'}")
+    return task_ids
 
 
 def _screenshot(api: LabelStudioAPI, ls: LabelStudioServer, project_id: int, task_id: int, path: Path) -> None:

@@ -2,8 +2,12 @@
 // Every piece of text from the server goes into the page as text (textContent), never as markup.
 "use strict";
 
-const POLL_MS = 3000;
+const POLL_RUNNING_MS = 2000; // while a refinement runs: its progress
+const POLL_IDLE_MS = 5000; // otherwise: webhooks start refinements, other reviewers decide
+const NAME_KEY = "prompter-reviewer";
 let pollTimer = null;
+let shown = {}; // what each section was last rendered from, so a poll re-renders only what changed
+let taskUrl = null; // Label Studio's address of a task, with {task_id} to fill in
 
 // -- helpers ----------------------------------------------------------------------------------------
 
@@ -60,6 +64,31 @@ function pct(x) {
 
 function num(x, digits) {
   return typeof x === "number" ? x.toFixed(digits) : "–";
+}
+
+// A p-value readable at every size: 0.031, 0.0078, 3.8e-6.
+function pValue(p) {
+  if (typeof p !== "number") return "–";
+  if (p >= 0.01) return p.toFixed(3);
+  if (p >= 0.001) return p.toFixed(4);
+  return p.toExponential(1); // "3.8e-6"
+}
+
+function seconds(x) {
+  if (typeof x !== "number") return "–";
+  return x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(0)} s`;
+}
+
+// A task id, as a link into Label Studio when its address is known.
+function taskLink(id) {
+  if (!taskUrl) return el("span", { text: `#${id}` });
+  return el("a", { href: taskUrl.replace("{task_id}", encodeURIComponent(id)), target: "_blank", rel: "noopener", text: `#${id}` });
+}
+
+function reviewer() {
+  const input = document.getElementById("reviewer");
+  const name = input ? input.value.trim() : "";
+  return name || null;
 }
 
 function when(iso) {
@@ -134,51 +163,157 @@ async function loadModel() {
 
 async function loadProject(id) {
   const base = projectPath(id);
-  const [versions, proposals, runs] = await Promise.all([
+  const [activity, versions, proposals, runs] = await Promise.all([
+    api("GET", `${base}/activity`),
     api("GET", `${base}/prompts`),
     api("GET", `${base}/proposals`),
     api("GET", `${base}/refinements`),
   ]);
   const pending = proposals.filter((p) => p.status === "pending");
-  const details = await Promise.all(pending.map((p) => api("GET", `/proposals/${p.id}`)));
-  document.getElementById("project-title").textContent = `Project ${id}`;
-  renderPending(id, details, versions);
-  renderHistory(id, versions);
-  renderRuns(runs);
-  renderDecided(proposals.filter((p) => p.status !== "pending"));
+  const pendingKey = JSON.stringify(pending.map((p) => [p.id, p.base_version_id]));
+  const details = pendingKey === shown.pendingKey && shown.details
+    ? shown.details
+    : await Promise.all(pending.map((p) => api("GET", `/proposals/${p.id}`)));
+  taskUrl = activity.task_url;
+  const active = versions.find((v) => v.is_active);
+  const sections = [
+    ["activity", [activity, runs[0] || null], () => renderActivity(id, activity, runs)],
+    ["pending", [pendingKey, active && active.id, activity.task_url, runs[0] && runs[0].status], () => renderPending(id, details, versions, runs, proposals.filter((p) => p.status !== "pending"))],
+    ["history", versions, () => renderHistory(id, versions)],
+    ["runs", runs, () => renderRuns(runs)],
+    ["decided", proposals.filter((p) => p.status !== "pending"), () => renderDecided(proposals.filter((p) => p.status !== "pending" && p.status !== "failed"))],
+  ];
+  for (const [name, data, render] of sections) {
+    const key = JSON.stringify(data);
+    if (shown[name] !== key) {
+      render();
+      shown[name] = key;
+    }
+  }
+  shown.pendingKey = pendingKey;
+  shown.details = details;
   document.getElementById("project").hidden = false;
   schedulePoll(id, runs);
 }
 
 function schedulePoll(id, runs) {
   clearTimeout(pollTimer);
-  if (runs.some((r) => r.status === "running")) {
-    pollTimer = setTimeout(() => loadProject(id).catch((e) => say(e.message, "error")), POLL_MS);
+  const delay = runs.some((r) => r.status === "running") ? POLL_RUNNING_MS : POLL_IDLE_MS;
+  pollTimer = setTimeout(() => loadProject(id).catch((e) => {
+    say(e.message, "error");
+    schedulePoll(id, runs);
+  }), delay);
+}
+
+function renderActivity(projectId, a, runs) {
+  const title = document.getElementById("project-title");
+  title.replaceChildren(a.title ? a.title : `Project ${projectId}`);
+  if (a.label_studio_url) {
+    title.append(" ", el("a", { class: "ls-link", href: a.label_studio_url, target: "_blank", rel: "noopener", text: "open in Label Studio" }));
+  }
+  const box = document.getElementById("activity");
+  const towards = Math.min(a.disagreements_since_refinement, a.disagreements_trigger);
+  box.replaceChildren(...[
+    el("span", { class: "count count-annotations" }, el("b", { text: String(a.annotations) }), ` annotations on ${a.annotated_tasks} tasks`),
+    el("span", { class: "count count-disagreements" }, el("b", { text: String(a.disagreements) }), ` disagreements with the model (of ${a.corrections} compared)`),
+    a.annotations > a.annotations_compared
+      ? el("span", { class: "count count-queued", text: `${a.annotations - a.annotations_compared} annotations waiting for the agent` })
+      : null,
+    el("span", { class: "count count-trigger" },
+      a.agent_enabled
+        ? `${towards} of ${a.disagreements_trigger} new disagreements start the next refinement (PROMPTER_AGENT_DISAGREEMENTS_TRIGGER)`
+        : "the agent is off (PROMPTER_AGENT_ENABLED=false)"),
+  ].filter(Boolean));
+  const button = document.getElementById("refine");
+  const status = document.getElementById("refine-status");
+  const run = a.running;
+  button.disabled = Boolean(run);
+  if (run) {
+    const p = run.progress || {};
+    const bar = el("progress", { max: p.total || 1, value: p.scored || 0 });
+    status.replaceChildren(
+      `Refinement #${run.id} (${run.trigger}) is running: `,
+      el("b", { class: "progress-strategy", text: p.strategy || "starting" }),
+      p.total ? `, ${p.scored} of ${p.total} task scorings done${p.folds ? ` (${p.folds}-fold cross-validation)` : ""} ` : " ",
+      bar,
+    );
+    status.className = "running";
+  } else if (status.className === "running") {
+    const last = runs[0];
+    status.textContent = last ? `Refinement #${last.id} ${last.status}: ${runOutcome(last)}` : "";
+    status.className = last && last.status === "failed" ? "error" : "done";
   }
 }
 
-function metricsTable(m) {
+function significanceText(m) {
+  const verdict = m.significant ? "significant" : "not significant";
+  return `${verdict}: p = ${pValue(m.p_value)} (${m.test || "?"}; α = ${m.alpha ?? "?"})`;
+}
+
+function validationText(m) {
+  const how = m.folds ? `, ${m.folds}-fold cross-validation: each scored by a candidate built without it` : "";
+  return `${m.validation_tasks ?? "–"} annotated tasks${how}`;
+}
+
+function metricsTable(m, pool) {
   const rows = [
     ["Accuracy", beforeAfter(m.accuracy, pct), "metric-accuracy"],
     ["Macro-F1", beforeAfter(m.macro_f1, pct), "metric-macro-f1"],
-    [
-      "Significance",
-      `${m.significant ? "significant" : "not significant"}: p = ${num(m.p_value, 4)} (${m.test || "?"}; α = ${m.alpha ?? "?"})`,
-      "metric-p",
-    ],
-    ["Validation tasks", String(m.validation_tasks ?? "–"), "metric-validation"],
+    ["Significance", significanceText(m), "metric-p"],
+    ["Validation", validationText(m), "metric-validation"],
     ["Fixes / breaks", `${(m.fixes || []).length} fixed, ${(m.breaks || []).length} broken`, "metric-fixes"],
   ];
   if (m.prompt_tokens) {
     rows.push(["Prompt tokens per task", `${m.prompt_tokens.before} → ${m.prompt_tokens.after}`, "metric-tokens"]);
   }
+  if (m.latency_s) {
+    rows.push(["Latency, one task", `${seconds(m.latency_s.before)} → ${seconds(m.latency_s.after)}${m.latency_s.note ? ` (${m.latency_s.note})` : ""}`, "metric-latency"]);
+  }
   const cost = m.cost || {};
   rows.push(["Cost", `${cost.tokens ?? "–"} tokens, ${num(cost.seconds, 1)} s`, "metric-cost"]);
-  if (m.pool) rows.push(["Demonstration pool", `${m.pool.validated_with} validated, ${m.pool.shipped} shipped`, "metric-pool"]);
+  if (pool) rows.push(["Demonstration pool", poolText(pool), "metric-pool"]);
+  else if (m.pool) rows.push(["Demonstration pool", `${m.pool.from_examples} examples validated, ${m.pool.shipped} shipped`, "metric-pool"]);
   return el(
     "table",
     { class: "metrics" },
     el("tbody", {}, rows.map(([name, value, cls]) => el("tr", { class: cls }, el("th", { text: name }), el("td", { text: value })))),
+  );
+}
+
+function poolText(pool) {
+  const covered = (x) => Object.keys(x || {}).length;
+  const k = pool.k_after ?? pool.k_before;
+  return `${pool.before} → ${pool.after} examples (${pool.added.length} added, ${pool.removed.length} removed)` +
+    `${k ? `, ${k} retrieved per task` : ""}; labels covered ${covered(pool.labels_before)} → ${covered(pool.labels_after)}`;
+}
+
+function poolView(pool) {
+  if (!pool) return null;
+  const labelRows = [...new Set([...Object.keys(pool.labels_before), ...Object.keys(pool.labels_after)])].sort();
+  const examples = (title, rows, cls) => rows.length ? el(
+    "details",
+    { class: cls },
+    el("summary", { text: `${title} (${rows.length})` }),
+    el("ul", { class: "examples" }, rows.map((e) => el("li", {}, taskLink(e.task_id), " ", el("span", { class: "example-text", text: e.text }), " ⇒ ", el("b", { text: labels(e.labels) })))),
+  ) : null;
+  return el(
+    "div",
+    { class: "pool-change" },
+    el("h5", { text: "Demonstration pool" }),
+    el("p", { class: "pool-summary", text: poolText(pool) }),
+    el(
+      "details",
+      { class: "pool-labels" },
+      el("summary", { text: "Labels covered, before and after" }),
+      el("div", { class: "scroll" }, el(
+        "table",
+        {},
+        el("thead", {}, el("tr", {}, ["Label", "Examples before", "after"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, labelRows.map((x) => el("tr", {}, el("td", { text: x }), el("td", { text: String(pool.labels_before[x] || 0) }), el("td", { text: String(pool.labels_after[x] || 0) })))),
+      )),
+    ),
+    examples("Examples added", pool.added, "pool-added"),
+    examples("Examples removed", pool.removed, "pool-removed"),
   );
 }
 
@@ -188,7 +323,7 @@ function taskChanges(title, rows, cls) {
     "details",
     { class: cls, open: rows.length <= 10 },
     el("summary", { text: `${title} (${rows.length})` }),
-    el(
+    el("div", { class: "scroll" }, el(
       "table",
       {},
       el("thead", {}, el("tr", {}, ["Task", "Gold", "Before", "After"].map((h) => el("th", { text: h })))),
@@ -196,11 +331,11 @@ function taskChanges(title, rows, cls) {
         "tbody",
         {},
         rows.map((r) =>
-          el("tr", {}, el("td", { text: r.task_id }), el("td", { text: labels(r.gold) }),
+          el("tr", {}, el("td", {}, taskLink(r.task_id)), el("td", { text: labels(r.gold) }),
             el("td", { text: labels(r.before) }), el("td", { text: labels(r.after) })),
         ),
       ),
-    ),
+    )),
   );
 }
 
@@ -211,7 +346,7 @@ function perLabel(changes) {
     "details",
     { class: "per-label", open: entries.length <= 12 },
     el("summary", { text: `Per-label F1 changes (${entries.length})` }),
-    el(
+    el("div", { class: "scroll" }, el(
       "table",
       {},
       el("thead", {}, el("tr", {}, ["Label", "F1 before", "F1 after", "Support"].map((h) => el("th", { text: h })))),
@@ -223,22 +358,44 @@ function perLabel(changes) {
             el("td", { text: num(c.f1_before, 3) }), el("td", { text: num(c.f1_after, 3) }), el("td", { text: c.support })),
         ),
       ),
-    ),
+    )),
   );
 }
 
-function renderPending(projectId, proposals, versions) {
+// Why the last refinement proposed nothing, and how many annotations would change that.
+function nothingYet(runs, decided) {
+  const last = (runs || []).find((r) => r.status !== "running" && r.summary);
+  if (!last) return null;
+  const s = last.summary;
+  if (s.proposal_id) return null;
+  const since = (decided || []).some((p) => p.decided_at && last.finished_at && p.decided_at > last.finished_at);
+  if (since) return null; // a decision came after it: the run no longer describes the state
+  const scored = (s.candidates || []).filter((c) => c.accuracy);
+  const bestGain = scored.filter((c) => c.tasks_needed).sort((a, b) => a.tasks_needed - b.tasks_needed)[0];
+  const parts = [`Refinement #${last.id} validated ${s.validation} annotated tasks (${s.folds || "?"}-fold) and proved nothing yet.`];
+  if (bestGain) {
+    const more = Math.max(bestGain.tasks_needed - s.validation, 1);
+    parts.push(`${bestGain.strategy} went ${pct(bestGain.accuracy.before)} → ${pct(bestGain.accuracy.after)} (p = ${pValue(bestGain.p_value)}); ` +
+      `about ${more} more annotated tasks (${bestGain.tasks_needed} in all) would let a gain like that reach significance.`);
+  } else if (scored.length) {
+    parts.push("No candidate fixed more tasks than it broke: more annotations alone will not make these candidates better.");
+  }
+  for (const c of (s.candidates || []).filter((x) => x.verdict === "skipped")) parts.push(`${c.strategy} was skipped: ${c.reason}.`);
+  return el("p", { class: "tasks-needed", text: parts.join(" ") });
+}
+
+function renderPending(projectId, proposals, versions, runs, decided) {
   const box = document.getElementById("pending");
   box.replaceChildren();
   if (!proposals.length) {
-    box.append(el("p", { class: "muted", text: "No proposal is waiting for review." }));
+    box.append(el("p", { class: "muted", text: "No proposal is waiting for review." }), nothingYet(runs, decided) || "");
     return;
   }
   const active = versions.find((v) => v.is_active);
   for (const p of proposals) {
     const m = p.metrics || {};
     const status = el("p", { class: "card-status", hidden: true });
-    const reason = el("input", { type: "text", class: "reason", placeholder: "Why reject it? (required)", size: 50 });
+    const reason = el("input", { type: "text", class: "reason", placeholder: "Why reject it? (required)" });
     const rejectForm = el(
       "div",
       { class: "reject-form", hidden: true },
@@ -256,12 +413,6 @@ function renderPending(projectId, proposals, versions) {
         el("h4", { text: `Proposal #${p.id} · ${p.strategy} · from version ${p.base_version_id}` }),
         el("p", { class: "muted", text: `${when(p.created_at)}${m.note ? ` · ${m.note}` : ""}` }),
         stale,
-        metricsTable(m),
-        taskChanges("Fixes: tasks it gets right that the active prompt got wrong", m.fixes, "fixes"),
-        taskChanges("Breaks: tasks it gets wrong that the active prompt got right", m.breaks, "breaks"),
-        perLabel(m.per_label),
-        el("h5", { text: "Diff" }),
-        diffView(p.diff),
         el(
           "div",
           { class: "actions" },
@@ -270,12 +421,58 @@ function renderPending(projectId, proposals, versions) {
         ),
         rejectForm,
         status,
+        metricsTable(m, p.pool),
+        taskChanges("Fixes: tasks it gets right that the active prompt got wrong", m.fixes, "fixes"),
+        taskChanges("Breaks: tasks it gets wrong that the active prompt got right", m.breaks, "breaks"),
+        perLabel(m.per_label),
+        el("h5", { text: "Instruction diff" }),
+        diffView(p.diff),
+        poolView(p.pool),
       ),
     );
   }
 }
 
+// Held-out accuracy of each version when it was validated (an accepted proposal's "after", its base's "before").
+function accuracyPoints(versions) {
+  const points = new Map();
+  for (const v of versions) {
+    const a = (v.metrics || {}).accuracy;
+    if (!a) continue;
+    if (v.parent_id && !points.has(v.parent_id)) points.set(v.parent_id, a.before);
+    points.set(v.id, a.after);
+  }
+  return versions.filter((v) => points.has(v.id)).map((v) => ({ id: v.id, accuracy: points.get(v.id), active: v.is_active }));
+}
+
+function accuracyChart(versions) {
+  const box = document.getElementById("accuracy-chart");
+  const points = accuracyPoints(versions);
+  box.replaceChildren();
+  if (points.length < 2) {
+    box.append(el("p", { class: "muted", text: "The chart of held-out accuracy appears once a proposal has been accepted." }));
+    return;
+  }
+  const w = 360, h = 150, pad = 38;
+  const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(points.length - 1, 1);
+  const y = (v) => h - pad + 8 - v * (h - pad - 8 - 12);
+  const chart = svg("svg", { class: "plot accuracy-chart", viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "Held-out accuracy across versions" });
+  chart.append(svg("title", { text: "Held-out accuracy across versions" }));
+  for (const t of [0, 0.5, 1]) {
+    chart.append(svg("line", { class: "reference", x1: pad, x2: w - pad, y1: y(t), y2: y(t) }));
+    chart.append(svg("text", { class: "tick", x: pad - 4, y: y(t) + 3, "text-anchor": "end", text: `${100 * t}%` }));
+  }
+  chart.append(svg("polyline", { class: "curve", points: points.map((p, i) => `${x(i)},${y(p.accuracy)}`).join(" ") }));
+  points.forEach((p, i) => {
+    chart.append(svg("circle", { class: p.active ? "dot active" : "dot", cx: x(i), cy: y(p.accuracy), r: p.active ? 5 : 3.5 }, svg("title", { text: `#${p.id}: ${pct(p.accuracy)}` })));
+    chart.append(svg("text", { class: "tick", x: x(i), y: h - 4, "text-anchor": "middle", text: `#${p.id}` }));
+    chart.append(svg("text", { class: "tick value", x: x(i), y: y(p.accuracy) - 8, "text-anchor": "middle", text: pct(p.accuracy) }));
+  });
+  box.append(chart, el("p", { class: "muted", text: "Each version on the tasks annotated when it was validated." }));
+}
+
 function renderHistory(projectId, versions) {
+  accuracyChart(versions);
   const body = document.querySelector("#history tbody");
   body.replaceChildren();
   const view = document.getElementById("version-view");
@@ -288,7 +485,14 @@ function renderHistory(projectId, versions) {
     const actions = el("td", { class: "actions" },
       el("button", { type: "button", class: "view", text: "View", onclick: () => showVersion(projectId, v) }));
     if (v.is_active) actions.append(el("span", { class: "badge", text: "active" }));
-    else actions.append(el("button", { type: "button", class: "activate", text: "Roll back to this", onclick: () => activate(projectId, v.id) }));
+    else {
+      const confirm = el("span", { class: "confirm-rollback", hidden: true },
+        `Make #${v.id} the active prompt? `,
+        el("button", { type: "button", class: "confirm-activate", text: "Roll back", onclick: () => activate(projectId, v.id) }),
+        el("button", { type: "button", class: "cancel", text: "Cancel", onclick: () => { confirm.hidden = true; ask.hidden = false; } }));
+      const ask = el("button", { type: "button", class: "activate", text: "Roll back to this…", onclick: () => { confirm.hidden = false; ask.hidden = true; } });
+      actions.append(ask, confirm);
+    }
     body.append(
       el(
         "tr",
@@ -328,20 +532,41 @@ async function showVersion(projectId, v) {
   ]);
   if (view.dataset.version !== String(v.id)) return; // another version was opened, or the page re-rendered
   if (diff instanceof Error) view.append(el("p", { class: "error", text: diff.message }));
-  else if (diff) view.append(el("h5", { text: `Diff from version #${diff.from_id}` }), diffView(diff.diff));
+  else if (diff) view.append(el("h5", { text: `Diff from version #${diff.from_id}` }), diffView(diff.diff), poolView(diff.pool) || "");
   view.append(evaluationView(evaluations));
+}
+
+function candidateText(c) {
+  if (c.reason) return `${c.strategy}: ${c.verdict} (${c.reason})`;
+  if (!c.accuracy) return `${c.strategy}: ${c.verdict}`;
+  const needed = c.tasks_needed ? `; ~${c.tasks_needed} annotated tasks would prove it` : "";
+  return `${c.strategy}: ${c.verdict}, ${pct(c.accuracy.before)} → ${pct(c.accuracy.after)}, ` +
+    `${c.fixes} fixed / ${c.breaks} broken, p = ${pValue(c.p_value)}${needed}`;
+}
+
+function runOutcome(r) {
+  if (r.error) return r.error;
+  if (!r.summary || r.summary.progress) {
+    const p = (r.summary || {}).progress;
+    if (r.status !== "running") return "";
+    return p && p.total ? `running: ${p.strategy}, ${p.scored} of ${p.total} task scorings` : "running";
+  }
+  const s = r.summary;
+  if (s.proposal_id) return `proposal #${s.proposal_id}`;
+  const more = s.tasks_needed ? `: about ${Math.max(s.tasks_needed - s.validation, 1)} more annotated tasks would make its best gain significant` : "";
+  return `no proposal${more}`;
 }
 
 function renderRuns(runs) {
   const body = document.querySelector("#refinements tbody");
   body.replaceChildren();
   for (const r of runs) {
-    let outcome = r.error || "";
-    if (!outcome && r.summary) {
-      outcome = r.summary.proposal_id ? `proposal #${r.summary.proposal_id}` : "no significant improvement";
-      const tried = (r.summary.candidates || []).map((c) => `${c.strategy}: ${c.verdict}`).join(", ");
-      if (tried) outcome += ` (${tried})`;
-    }
+    const s = r.summary || {};
+    const log = (s.candidates || []).length
+      ? el("details", { class: "run-log" },
+        el("summary", { text: `${s.candidates.length} strategies on ${s.validation} tasks` }),
+        el("ul", {}, s.candidates.map((c) => el("li", { class: `verdict-${c.verdict.replace(/ /g, "-")}`, text: candidateText(c) }))))
+      : null;
     body.append(
       el(
         "tr",
@@ -351,7 +576,7 @@ function renderRuns(runs) {
         el("td", { class: "status", text: r.status }),
         el("td", { text: when(r.started_at) }),
         el("td", { text: when(r.finished_at) }),
-        el("td", { text: outcome }),
+        el("td", { class: "outcome" }, el("span", { text: runOutcome(r) }), log),
       ),
     );
   }
@@ -369,7 +594,7 @@ function renderDecided(proposals) {
         el("td", { text: p.strategy }),
         el("td", { class: "status", text: p.status }),
         el("td", { text: when(p.decided_at) }),
-        el("td", { text: p.decided_by || "–" }),
+        el("td", { class: "decided-by", text: p.decided_by || "–" }),
         el("td", { class: "reason", text: p.reason || "" }),
         el("td", { text: p.result_version_id ? `#${p.result_version_id}` : "–" }),
       ),
@@ -387,7 +612,7 @@ async function accept(projectId, proposalId, status) {
   const button = status.parentElement.querySelector("button.accept");
   busy(button, true);
   try {
-    const result = await api("POST", `/proposals/${proposalId}/accept`, {});
+    const result = await api("POST", `/proposals/${proposalId}/accept`, { decided_by: reviewer() });
     say(`Proposal #${proposalId} accepted: version #${result.version.id} is now active (${result.model_version}).`, "ok");
     await loadProject(projectId);
   } catch (e) {
@@ -410,7 +635,7 @@ async function reject(projectId, proposalId, input, status) {
   }
   busy(input, true);
   try {
-    const result = await api("POST", `/proposals/${proposalId}/reject`, { reason });
+    const result = await api("POST", `/proposals/${proposalId}/reject`, { reason, decided_by: reviewer() });
     say(`Proposal #${proposalId} ${result.status}: ${result.reason}`, "ok");
     await loadProject(projectId);
   } catch (e) {
@@ -433,19 +658,42 @@ async function activate(projectId, versionId) {
 }
 
 async function refine(projectId) {
+  const button = document.getElementById("refine");
+  const status = document.getElementById("refine-status");
+  button.disabled = true;
   try {
     const run = await api("POST", `${projectPath(projectId)}/refine`);
-    say(`Refinement #${run.id} started; this page updates when it ends.`, "ok");
-    await loadProject(projectId);
+    status.textContent = `Refinement #${run.id} started; its progress shows here.`;
+    status.className = "running";
   } catch (e) {
-    say(`No refinement started: ${e.message}`, "error");
+    status.textContent = `No refinement started: ${e.message}`;
+    status.className = "error";
+    shown.activity = null; // a run in progress replaces this message with its progress, then its outcome
   }
+  await loadProject(projectId).catch((e) => say(e.message, "error"));
 }
 
 // -- start ------------------------------------------------------------------------------------------
 
+function setUpReviewer() {
+  const input = document.getElementById("reviewer");
+  try {
+    input.value = localStorage.getItem(NAME_KEY) || "";
+  } catch (_) {
+    // storage may be off; the name then lasts as long as the page
+  }
+  input.addEventListener("change", () => {
+    try {
+      localStorage.setItem(NAME_KEY, input.value.trim());
+    } catch (_) {
+      // as above
+    }
+  });
+}
+
 async function main() {
   const current = projectFromPath();
+  setUpReviewer();
   loadModel();
   try {
     await loadProjects(current);

@@ -1,4 +1,4 @@
-"""The split never leaks validation tasks; McNemar's exact test matches known values."""
+"""The split and the folds never leak validation tasks; the exact tests match known values; the rule's power."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import math
 
 import pytest
 
-from agent.evaluate import Scored, compare, correct, label_f1, mcnemar_exact, split
+from agent.evaluate import (
+    Scored,
+    compare,
+    correct,
+    folds,
+    label_f1,
+    mcnemar_exact,
+    sign_test,
+    split,
+    tasks_needed,
+)
 from service.metrics import macro_f1
 from service.store.tasks import AnnotatedTask
 
@@ -76,8 +86,9 @@ def test_compare_reports_fixes_breaks_and_per_label_changes() -> None:
     cand = Scored(cand_preds, [correct(p, g) for p, g in zip(cand_preds, golds, strict=True)], 1.0, 30.0)
     result = compare(base, cand, ts, alpha=0.05)
     assert result.fixes == [2, 4, 6, 8, 10] and result.breaks == [1]
-    assert math.isclose(result.p_value, mcnemar_exact(1, 5))
+    assert math.isclose(result.p_value, sign_test(1, 5))  # 7/64
     assert not result.significant  # 5 fixes against 1 break is not enough evidence at 0.05
+    assert result.metrics["tasks_needed"] == 18  # 9 fixes against 2 breaks: p = 0.0327
     m = result.metrics
     assert m["accuracy"] == {"before": 0.5, "after": 0.9}
     assert m["macro_f1"]["before"] == round(macro_f1(label_f1(base_preds, golds)), 4)
@@ -108,3 +119,63 @@ def test_leave_one_out_scoring_never_shows_a_task_its_own_label(stub_engine, sch
     for task, shot in zip(annotated[:6], shots, strict=True):
         assert task.data["text"] not in shot  # never its own example
         assert shot.count("Intent:") == 3  # but three others, validation tasks included
+
+
+@pytest.mark.parametrize(
+    ("breaks", "fixes", "expected"),
+    [(0, 0, 1.0), (0, 5, 1 / 32), (0, 4, 1 / 16), (1, 5, 7 / 64), (5, 1, 63 / 64), (3, 3, 42 / 64)],
+)
+def test_sign_test_is_one_sided(breaks: int, fixes: int, expected: float) -> None:
+    assert math.isclose(sign_test(breaks, fixes), expected, rel_tol=1e-12)
+
+
+def test_sign_test_matches_scipy_greater() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for b, c in [(4, 17), (7, 9), (0, 12), (25, 40), (9, 7)]:
+        expected = stats.binomtest(c, b + c, 0.5, alternative="greater").pvalue
+        assert math.isclose(sign_test(b, c), expected, rel_tol=1e-9)
+
+
+def test_tasks_needed_scales_the_observed_gain() -> None:
+    assert tasks_needed(2, 0, 6, 0.05) == 14  # 2 of 6 fixed: 14 tasks give round(4.67) = 5 fixes, p = 1/32
+    assert tasks_needed(5, 0, 15, 0.05) == 15  # already enough
+    assert tasks_needed(3, 3, 20, 0.05) is None  # no gain to prove
+    assert tasks_needed(0, 0, 20, 0.05) is None
+    n = tasks_needed(11, 9, 100, 0.05)
+    assert n is not None and sign_test(round(9 * n / 100), round(11 * n / 100)) < 0.05
+    assert sign_test(round(9 * (n - 1) / 100), round(11 * (n - 1) / 100)) >= 0.05
+
+
+def test_folds_cover_every_task_once_and_are_balanced() -> None:
+    ts = tasks(23)
+    parts = folds(ts, 5, seed=3)
+    ids = [t.task_id for part in parts for t in part]
+    assert sorted(ids) == list(range(1, 24)) and len(set(ids)) == 23
+    assert {len(p) for p in parts} <= {4, 5}
+    assert [len(p) for p in folds(tasks(3), 5)] == [1, 1, 1]  # fewer tasks than folds: leave-one-out
+    again = folds(list(reversed(ts)), 5, seed=3)
+    assert [[t.task_id for t in p] for p in again] == [[t.task_id for t in p] for p in parts]
+
+
+def smallest_accepting_n(validation_size, p_value, alpha: float = 0.05) -> int:
+    """The fewest annotated tasks at which a 33% -> 67% gain (a third of the validation tasks fixed, none
+    broken) is accepted by a rule that validates on ``validation_size(n)`` tasks with ``p_value``."""
+    for n in range(2, 1000):
+        v = validation_size(n)
+        fixes = round(2 * v / 3) - round(v / 3)
+        if fixes > 0 and p_value(0, fixes) < alpha:
+            return n
+    raise AssertionError("never")
+
+
+def test_power_for_a_33_to_67_gain_before_and_after() -> None:
+    """Before: 40% of the annotated tasks held out by the hash split, two-sided McNemar. After: every
+    annotated task validated by cross-validation, one-sided. The figures are the README's."""
+    held_out = lambda n: len(split(tasks(n), 0.4, seed=0)[1])  # noqa: E731
+    before = smallest_accepting_n(held_out, mcnemar_exact)
+    after = smallest_accepting_n(lambda n: n, sign_test)
+    assert (before, after) == (BEFORE, AFTER)
+    assert held_out(20) < 18 and after <= 20  # the demo's 20 chats: provable now, never before
+
+
+BEFORE, AFTER = 50, 13  # annotated tasks: the hash split held out 16 of 50 (6 fixes); 13 give 5 fixes, p = 1/32

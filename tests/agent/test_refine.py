@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import Session, select
 
 from agent import review
-from agent.evaluate import TEST_NAME, NoAnnotations, split
+from agent.evaluate import TEST_NAME, NoAnnotations
 from agent.loop import RefinementBusy, Worker, refine, request_refinement, start_run
 from service.predictor import Prompt, label_tasks, prepare
 from service.settings import AgentSettings
@@ -28,11 +28,11 @@ def test_refinement_proposes_retrieval_and_accepting_activates_it(session: Sessi
     assert m["macro_f1"]["after"] > m["macro_f1"]["before"]
     assert m["p_value"] < 0.05 and len(m["fixes"]) > len(m["breaks"])
     assert m["per_label"] and set(m["cost"]) >= {"tokens", "seconds"}
-    # the strategy saw only the examples; the shipped pool (every annotation) was scored leave-one-out
+    # every annotated task was validated, by folds whose candidates never saw them; the pool shipped has all
     tasks = annotated_tasks(session, "1", schema)
-    _, validation = split(tasks, cfg.validation_fraction, cfg.seed)
-    assert m["pool"]["from_examples"] == len(tasks) - len(validation)
+    assert m["validation_tasks"] == len(tasks) == 30 and m["folds"] == cfg.folds
     assert len(proposal.examples["pool"]) == len(tasks) == 30
+    assert set(m["latency_s"]) >= {"before", "after"} and m["prompt_tokens"]["after"] > m["prompt_tokens"]["before"]
 
     run = session.get(RefinementRun, outcome.run_id)
     assert run.status == "done" and run.summary["proposal_id"] == proposal.id
@@ -96,7 +96,7 @@ def test_tiny_model_end_to_end_through_the_store(session: Session, schema, tiny_
     outcome = refine(session, tiny_engine, "1", "api", cfg)
     run = session.get(RefinementRun, outcome.run_id)
     assert run.status == "done" and run.finished_at is not None
-    assert run.summary["examples"] + run.summary["validation"] == 12
+    assert run.summary["examples"] == run.summary["validation"] == 12
     scored = [c for c in run.summary["candidates"] if "accuracy" in c]
     assert scored and all(0.0 <= c["accuracy"]["after"] <= 1.0 for c in scored)
     assert all(c["fixes"] + c["breaks"] <= run.summary["validation"] for c in scored)
@@ -104,3 +104,54 @@ def test_tiny_model_end_to_end_through_the_store(session: Session, schema, tiny_
         assert outcome.proposal.metrics["p_value"] < 0.5
         assert review.accept_proposal(session, outcome.proposal.id).is_active
     assert session.exec(select(Proposal).where(Proposal.status == "pending")).all() == []
+
+
+def test_a_rejected_candidate_is_never_proposed_again(session: Session, stub_engine, cfg, seed):
+    """Rejected, then the same annotations: the same candidate is skipped, and the run record says why.
+    Accepted and rolled back: the rolled-back version is not proposed again either."""
+    seed(stub_engine, 30)
+    first = refine(session, stub_engine, "1", "api", cfg).proposal
+    assert first is not None
+    review.reject_proposal(session, first.id, "too many tokens", decided_by="lead")
+
+    second = refine(session, stub_engine, "1", "api", cfg)
+    assert second.proposal is None or (second.proposal.text, second.proposal.examples) != (first.text, first.examples)
+    skipped = {c["strategy"]: c for c in second.candidates if c["verdict"] == "skipped"}
+    assert first.strategy in skipped
+    assert f"proposal #{first.id}, rejected: too many tokens" in skipped[first.strategy]["reason"]
+    run = session.get(RefinementRun, second.run_id)
+    assert any(c["verdict"] == "skipped" and "rejected" in c["reason"] for c in run.summary["candidates"])
+    same = [
+        p
+        for p in session.exec(select(Proposal).where(Proposal.id != first.id))
+        if (p.text, p.examples) == (first.text, first.examples)
+    ]
+    assert same == []  # never proposed twice
+
+
+def test_a_rolled_back_version_is_not_proposed_again(session: Session, stub_engine, cfg, seed):
+    seed(stub_engine, 30)
+    base = repo.active_prompt(session, "1")
+    proposal = refine(session, stub_engine, "1", "api", cfg).proposal
+    version = review.accept_proposal(session, proposal.id)
+    again = refine(session, stub_engine, "1", "api", cfg)  # the accepted version is active
+    assert again.proposal is None
+    assert {c["strategy"]: c["verdict"] for c in again.candidates}["retrieval"] == "nothing to propose"
+    review.rollback(session, "1", base.id)
+    third = refine(session, stub_engine, "1", "api", cfg)
+    [skipped] = [c for c in third.candidates if c["strategy"] == "retrieval"]
+    assert skipped["verdict"] == "skipped", third.candidates
+    assert f"version #{version.id}, no longer active" in skipped["reason"]
+    assert third.proposal is None or (third.proposal.text, third.proposal.examples) != (version.text, version.examples)
+
+
+def test_the_run_reports_how_many_tasks_would_prove_a_gain(session: Session, stub_engine, seed):
+    """Too few annotations for the gain to be significant: the run says how many would let it be."""
+    seed(stub_engine, 4)
+    cfg = AgentSettings(strategies=["retrieval"], demos_k=2)
+    outcome = refine(session, stub_engine, "1", "api", cfg)
+    run = session.get(RefinementRun, outcome.run_id)
+    [candidate] = run.summary["candidates"]
+    if candidate["verdict"] == "not significant" and candidate["fixes"] > candidate["breaks"]:
+        assert run.summary["tasks_needed"] == candidate["tasks_needed"] > 4
+    assert run.summary["validation"] == 4 and run.summary["folds"] == 4

@@ -9,12 +9,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from agent.loop import refine
 from agent.strategies.teacher import TeacherError, ask, endpoint
 from service.settings import AgentSettings
-from service.store.models import RefinementRun
+from service.store.models import Proposal, RefinementRun
 
 
 def free_port() -> int:
@@ -78,14 +78,15 @@ def test_down_and_slow_teachers_raise_with_a_reason(teacher: str) -> None:
         ask(teacher, "p", timeout_s=0.2)
 
 
-def test_down_teacher_gives_a_failed_proposal_and_the_run_completes(session: Session, stub_engine, seed) -> None:
+def test_down_teacher_is_a_failed_strategy_and_the_run_completes(session: Session, stub_engine, seed) -> None:
     seed(stub_engine, 12)
     url = f"http://127.0.0.1:{free_port()}"
     cfg = AgentSettings(strategies=["rewrite", "retrieval"], teacher_url=url, teacher_timeout_s=2, demos_k=2)
     outcome = refine(session, stub_engine, "1", "api", cfg)
     [failed] = outcome.failed
-    assert failed.status == "failed" and failed.strategy == "rewrite"
-    assert "unreachable" in failed.reason and url in failed.reason
+    assert failed["strategy"] == "rewrite"
+    assert "unreachable" in failed["reason"] and url in failed["reason"]
+    assert session.exec(select(Proposal).where(Proposal.strategy == "rewrite")).all() == []  # not a proposal
     run = session.get(RefinementRun, outcome.run_id)
     assert run.status == "done"
     verdicts = {c["strategy"]: c["verdict"] for c in run.summary["candidates"]}

@@ -156,7 +156,7 @@ def test_list_and_read_proposals(client: TestClient, project: str, db_url: str) 
     assert m["breaks"][0] == {"task_id": 3, "gold": {"intent": ["GetQuote"]},
                               "before": {"intent": ["GetQuote"]}, "after": {"intent": ["PayBill"]}}  # fmt: skip
     assert set(m["per_label"]) == {"FileClaim", "GetQuote", "PayBill"}
-    assert m["test"] == TEST_NAME and m["p_value"] == pytest.approx(0.125)
+    assert m["test"] == TEST_NAME and m["p_value"] == pytest.approx(0.0625)  # one-sided: (1 + 7) / 2^7
     assert m["cost"] == {"tokens": 1234, "seconds": 2.5}
     missing = client.get("/proposals/999")
     assert missing.status_code == 404 and missing.json() == {"detail": "no proposal 999"}
@@ -338,3 +338,78 @@ def test_review_routes_need_credentials(protected: TestClient, ls: dict, db_url:
     accepted = protected.post(f"/proposals/{proposal_id}/accept", auth=("ls", "s3cret"))
     assert accepted.status_code == 200
     assert accepted.json()["proposal"]["decided_by"] == "ls"  # the basic-auth user when the body names no one
+
+
+# -- what the page shows at the top ------------------------------------------------------------------
+
+
+def test_activity_counts_links_and_never_the_token(client: TestClient, ls: dict, monkeypatch) -> None:
+    from service.api import project_links
+
+    monkeypatch.setattr(project_links, "_links", {})
+    asked: list[tuple] = []
+    monkeypatch.setattr(project_links, "fetch_title_soon", lambda *args: asked.append(args))
+    token = "0123456789abcdef0123456789abcdef01234567"
+    ls["setup"]["access_token"] = token
+    assert client.post("/setup", json=ls["setup"]).status_code == 200
+    assert asked == [("1", "http://localhost:8080", token)]  # used for the title, in the background
+    before = client.get("/projects/1/activity").json()
+    assert before["title"] is None and before["label_studio_url"] == "http://localhost:8080/projects/1/data"
+    assert before["task_url"] == "http://localhost:8080/projects/1/data?task={task_id}"
+    assert (before["annotations"], before["disagreements"], before["running"]) == (0, 0, None)
+    assert before["disagreements_trigger"] == settings.agent.disagreements_trigger
+
+    assert client.post("/webhook", json=ls["webhook_annotation_created"]).status_code == 200
+    after = client.get("/projects/1/activity").json()
+    assert after["title"] == "harness" and after["annotations"] == 1 and after["annotated_tasks"] == 1
+    assert after["annotations_compared"] <= 1
+    for path in ("/projects", "/projects/1", "/projects/1/activity", "/projects/1/prompts", "/projects/1/refinements"):
+        assert token not in client.get(path).text
+    assert client.get("/projects/nope/activity").status_code == 404
+
+
+def test_a_proposal_diff_is_the_text_and_a_pool_summary(client: TestClient, project: str, db_url: str) -> None:
+    pool = [
+        {"task_id": 1, "text": "pay my bill", "labels": {"intent": ["PayBill"]}},
+        {"task_id": 2, "text": "my car was hit", "labels": {"intent": ["FileClaim"]}},
+    ]
+    text = _prompt_text(client, project) + "\n\n{examples}"
+    with Session(db.sql_engine(db_url)) as session:
+        proposal = Proposal(
+            project_id=project, base_version_id=1, strategy="retrieval", text=text,
+            examples={"pool": pool, "k": 8}, metrics=evidence(),
+        )  # fmt: skip
+        session.add(proposal)
+        session.commit()
+        proposal_id = proposal.id
+    detail = client.get(f"/proposals/{proposal_id}").json()
+    assert "pay my bill" not in detail["diff"] and "+{examples}" in detail["diff"].splitlines()
+    assert detail["pool"]["before"] == 0 and detail["pool"]["after"] == 2 and detail["pool"]["k_after"] == 8
+    assert [e["task_id"] for e in detail["pool"]["added"]] == [1, 2] and detail["pool"]["removed"] == []
+    assert detail["pool"]["labels_before"] == {} and detail["pool"]["labels_after"] == {"FileClaim": 1, "PayBill": 1}
+
+
+def test_the_prompt_box_shows_the_instruction_never_placeholders(client: TestClient, project: str, db_url, ls) -> None:
+    """An accepted retrieval prompt is echoed without ``{examples}`` and the task block; sent back unchanged
+    with Shift+Enter, it is that version (with its demonstrations), not a new annotator prompt."""
+    instruction = "Classify the customer's request."
+    pool = [{"task_id": 9, "text": "user: pay my bill", "labels": {"intent": ["PayBill"]}}]
+    with Session(db.sql_engine(db_url)) as session:
+        template = f"{instruction}\n\n{{examples}}Chat:\n{{dialogue}}\n"
+        proposal = Proposal(
+            project_id=project, base_version_id=1, strategy="retrieval", text=template,
+            examples={"pool": pool, "k": 1}, metrics=evidence(),
+        )  # fmt: skip
+        session.add(proposal)
+        session.commit()
+        proposal_id = proposal.id
+    version = client.post(f"/proposals/{proposal_id}/accept", json={"decided_by": "lead"}).json()["version"]
+    result = client.post("/predict", json=ls["predict_batch"]).json()["results"][0]
+    [box] = [r for r in result["result"] if r["from_name"] == "prompt"]
+    assert box["value"]["text"] == [instruction]
+
+    ls["predict_interactive"]["params"]["context"]["result"][0]["value"]["text"] = [instruction]
+    again = client.post("/predict", json=ls["predict_interactive"]).json()["results"][0]
+    assert again["model_version"] == f"prompt-{version['id']}@{MODEL}"
+    texts = [v["text"] for v in client.get(f"/projects/{project}/prompts").json()]
+    assert instruction not in texts  # no new version from the echo

@@ -16,9 +16,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlmodel import Session
 
 from agent.corrections import record_corrections
-from agent.evaluate import compare, direct_predictor, score, split
+from agent.evaluate import compare, score, split
 from agent.loop import project_schema, refine
-from service.predictor import Prompt
+from service.predictor import Prompt, direct_predictor
 from service.settings import AgentSettings
 from service.store import db, repo
 from service.store.models import AnnotationCreate, Proposal
@@ -103,7 +103,9 @@ def test_review_page_accept_reject_and_rollback(served: Served, browser: WebDriv
     added = [s.text for s in card.find_elements(By.CSS_SELECTOR, "pre.diff span.add")]
     kept = [s.text for s in card.find_elements(By.CSS_SELECTOR, "pre.diff span.ctx")]
     assert any("{examples}" in line for line in added)  # the retrieval template's slot for demonstrations
-    assert any("# demonstration pool: 30 examples" in line for line in added)
+    pool = card.find_element(By.CSS_SELECTOR, ".pool-summary").text
+    assert pool == "0 → 30 examples (30 added, 0 removed), 4 retrieved per task; labels covered 0 → 3"
+    assert not any("[task " in line for line in added)  # the pool is summarised, not dumped into the diff
     assert any(USER_PROMPT in line for line in kept)
     green = card.find_element(By.CSS_SELECTOR, "pre.diff span.add").value_of_css_property("background-color")
     assert green == "rgba(230, 255, 236, 1)"
@@ -149,7 +151,7 @@ def test_review_page_accept_reject_and_rollback(served: Served, browser: WebDriv
         for line in [s.text for s in card.find_elements(By.CSS_SELECTOR, "pre.diff span.add")]
     )
     removed = card.find_elements(By.CSS_SELECTOR, "pre.diff span.del")
-    assert any(s.text.startswith("-[task ") for s in removed)  # it drops the accepted pool
+    assert card.find_element(By.CSS_SELECTOR, ".pool-summary").text.startswith("30 → 0 examples (0 added, 30 removed)")
     assert removed[0].value_of_css_property("background-color") == "rgba(255, 235, 233, 1)"
     card.find_element(By.CSS_SELECTOR, "button.reject").click()
     card.find_element(By.CSS_SELECTOR, "button.confirm-reject").click()
@@ -167,6 +169,8 @@ def test_review_page_accept_reject_and_rollback(served: Served, browser: WebDriv
 
     # roll back to the user's version
     browser.find_element(By.CSS_SELECTOR, f'#history tr[data-id="{user_id}"] button.activate').click()
+    assert active_row(browser) == str(active["id"])  # nothing happens before the confirmation
+    browser.find_element(By.CSS_SELECTOR, f'#history tr[data-id="{user_id}"] button.confirm-activate').click()
     wait.until(lambda d: active_row(d) == str(user_id))
     assert [v["id"] for v in api.get(f"/projects/{PROJECT}/prompts").json() if v["is_active"]] == [user_id]
 

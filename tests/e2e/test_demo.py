@@ -133,6 +133,9 @@ def test_demo_prints_the_url_and_login_of_a_ready_project(demo: Demo) -> None:
     assert url and login, demo.text
     assert int(url.group(2)) == demo.ls_port
     assert (login.group(1), login.group(2)) == (demo.credentials.username, demo.credentials.password)
+    token = re.search(r"^API token: +(\S+) ", demo.text, re.M)
+    assert token and token.group(1) == demo.credentials.token, demo.text
+    assert str(demo.folder / "credentials.json") in demo.text  # where the login is kept
 
     # The project as Label Studio has it: 20 sample chats, each with a prediction, Prompter connected.
     project = demo.ls(f"/api/projects/{url.group(3)}")

@@ -3,7 +3,7 @@ evaluations `prompter eval` stored for each."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
@@ -39,7 +39,8 @@ class ActivePrompt(BaseModel):
 class PromptDiff(BaseModel):
     from_id: int
     to_id: int
-    diff: str  # unified diff: the prompt text, then the demonstration pool
+    diff: str  # unified diff of the prompt text
+    pool: dict[str, Any] | None = None  # the demonstration pool's change (review.pool_change); None: no pool
 
 
 def active_prompt(version: PromptVersion) -> ActivePrompt:
@@ -83,7 +84,7 @@ def diff_prompts(
     to_id: Annotated[int, Query(alias="to", description="The newer version.")],
     from_id: Annotated[int | None, Query(alias="from", description="The older version; default: to's parent.")] = None,
 ) -> PromptDiff:
-    """Unified diff between two versions of the project (text, then demonstration pool)."""
+    """Unified diff between two versions of the project's text, and the demonstration pool's change."""
     require_project(session, project_id)
     to = _version_of(session, project_id, to_id)
     if from_id is None:
@@ -94,7 +95,8 @@ def diff_prompts(
             )
         from_id = to.parent_id
     _version_of(session, project_id, from_id)
-    return PromptDiff(from_id=from_id, to_id=to_id, diff=review.diff_versions(session, from_id, to_id))
+    diff, pool = review.version_change(session, from_id, to_id)
+    return PromptDiff(from_id=from_id, to_id=to_id, diff=diff, pool=pool)
 
 
 @router.post("/{version_id}/activate")

@@ -41,7 +41,9 @@ class ProposalPublic(BaseModel):
 
 
 class ProposalDetail(ProposalPublic):
-    diff: str  # unified diff from the base version (text, then demonstration pool); empty for failed proposals
+    diff: str  # unified diff of the prompt text from the base version; empty for failed proposals
+    # the demonstration pool's change: before/after sizes and k, examples added/removed, labels covered
+    pool: dict[str, Any] | None = None
 
 
 class AcceptRequest(BaseModel):
@@ -71,8 +73,8 @@ def list_proposals(session: SessionDep, project_id: str, status: ProposalStatus 
 @router.get("/proposals/{proposal_id}")
 def read_proposal(session: SessionDep, proposal_id: int) -> ProposalDetail:
     proposal = review.get_proposal(session, proposal_id)
-    diff = review.diff_proposal(session, proposal_id) if proposal.text else ""
-    return ProposalDetail(**_public(proposal).model_dump(), diff=diff)
+    diff, pool = review.proposal_change(session, proposal) if proposal.text else ("", None)
+    return ProposalDetail(**_public(proposal).model_dump(), diff=diff, pool=pool)
 
 
 @router.post("/proposals/{proposal_id}/accept")

@@ -7,10 +7,12 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 
 from agent import hooks
+from service.api import project_links
 from service.api.deps import SessionDep
 from service.api.protocol import WebhookEvent, WebhookResponse
 from service.api.webhook_payloads import WebhookError, annotation_from_event, deleted_ids, event_project_id
 from service.labeling import ConfigError, ProjectSchema, parse_config
+from service.projects import version_shown_as
 from service.runtime import events
 from service.settings import settings
 from service.store import repo
@@ -57,6 +59,8 @@ def _handle(event: WebhookEvent, session: SessionDep, background: BackgroundTask
         return WebhookResponse(status="ignored", action=event.action)
 
     project_id = event_project_id(event)
+    if project_id is not None and isinstance(event.project, dict):
+        project_links.remember(project_id, title=event.project.get("title"))
     if project_id is None:
         raise HTTPException(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{event.action} names no project"
@@ -72,7 +76,10 @@ def _handle(event: WebhookEvent, session: SessionDep, background: BackgroundTask
     stored = repo.upsert_annotation(session, annotation)
     if event.task:  # the annotation carries no task text: keep it so the agent can re-score the task
         remember_tasks(session, project_id, [event.task])
-    if annotation.prompt_text:
+    shown = schema is not None and annotation.prompt_text is not None
+    if shown and version_shown_as(session, project_id, schema, annotation.prompt_text) is not None:
+        pass  # the Prompt box as Prompter filled it from a version: nothing new was typed
+    elif annotation.prompt_text:
         author = str(annotation.completed_by) if annotation.completed_by is not None else None
         repo.record_prompt(session, project_id, annotation.prompt_text, "annotator", author=author)
     background.add_task(events.emit_annotation_saved, AnnotationPublic.model_validate(stored))

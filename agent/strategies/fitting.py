@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from agent.evaluate import Predict
 from constraints.base import Engine
 from service import fusion
 from service.evidence import MODEL
 from service.labeling import ProjectSchema
-from service.predictor import LeaveOut, Prompt, TaskPrediction, prepare
+from service.predictor import LeaveOut, Predict, Prompt, TaskPrediction, prepare
 from service.store.tasks import AnnotatedTask
 
 
