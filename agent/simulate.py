@@ -18,20 +18,21 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlmodel import Session
 
 from agent import review
 from agent.corrections import record_corrections
-from agent.evaluate import correct
 from agent.loop import refine
 from constraints.base import Engine
 from constraints.engines import load_engine
-from service import embeddings
+from service import embeddings, fusion, metrics
 from service.labeling import ProjectSchema, choices_config, parse_config
+from service.offline.tasks_io import InputError
 from service.predictor import Prompt, label_tasks, prepare
 from service.projects import ensure_prompt
 from service.prompting import build_query
@@ -52,43 +53,63 @@ class Row:
 
 
 def read_jsonl(path: Path) -> tuple[list[Row], bool]:
-    """Rows of ``{"text","label"}`` or ``{"text","labels"}``; True when the file is multi-label."""
+    """Rows of ``{"text","label"}`` or ``{"text","labels"}``; True when the file is multi-label. InputError
+    names the file (and the line) that cannot be read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     rows, multiple = [], False
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        item = json.loads(line)
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            raise ValueError(f"{path}:{n}: expected an object with a 'text' string")
+            raise InputError(f"{path}:{n}: expected an object with a 'text' string")
         if isinstance(item.get("labels"), list):
             multiple = True
             rows.append(Row(item["text"], tuple(str(x) for x in item["labels"])))
         elif item.get("label") is not None:
             rows.append(Row(item["text"], (str(item["label"]),)))
         else:
-            raise ValueError(f"{path}:{n}: no 'label' or 'labels'")
+            raise InputError(f"{path}:{n}: no 'label' or 'labels'")
     return rows, multiple
 
 
 # -- baselines on the same corrections ------------------------------------------------------------------
 
 
-def classic_baselines(train: list[Row], test: list[Row], multiple: bool) -> dict[str, float]:
-    """Held-out accuracy of MiniLM + logistic regression and MiniLM 1-NN trained on ``train``."""
+def _figures(pred: list[set[str]], gold: list[set[str]]) -> dict[str, float]:
+    """Exact-match accuracy and micro-F1 (equal for single choice) of label sets."""
+    return {"accuracy": metrics.accuracy(gold, pred), "micro_f1": metrics.micro_f1(gold, pred)}
+
+
+def classic_baselines(train: list[Row], test: list[Row], multiple: bool, labels: list[str]) -> dict[str, float]:
+    """What a user could run instead, on the same corrections: MiniLM + logistic regression, MiniLM 1-NN, the
+    similarity to the label names alone (no corrections; multiple choice: every label whose name reaches cosine
+    0.4), and 1-NN over the corrections and the label names together."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.preprocessing import MultiLabelBinarizer
 
     x_train = embeddings.embed([r.text for r in train])
     x_test = embeddings.embed([r.text for r in test])
+    names = embeddings.embed([fusion.label_words(x) for x in labels])
     gold = [set(r.labels) for r in test]
-    nearest = (x_test @ x_train.T).argmax(axis=1)
+    sims, know = x_test @ x_train.T, x_test @ names.T
+    nearest = sims.argmax(axis=1)
     knn = [set(train[j].labels) for j in nearest]
+    by_name = [{labels[j]} for j in know.argmax(axis=1)]
+    named = [{labels[j] for j in np.nonzero(row >= 0.4)[0]} for row in know] if multiple else by_name
+    knn_names = [n if know[i].max() > sims[i].max() else k for i, (n, k) in enumerate(zip(by_name, knn, strict=True))]
     if multiple:
         binarizer = MultiLabelBinarizer().fit([r.labels for r in train + test])
         model = OneVsRestClassifier(LogisticRegression(C=10.0, max_iter=2000))
         model.fit(x_train, binarizer.transform([r.labels for r in train]))
-        logreg = [set(labels) for labels in binarizer.inverse_transform(model.predict(x_test))]
+        logreg = [set(x) for x in binarizer.inverse_transform(model.predict(x_test))]
     else:
         y = [r.labels[0] for r in train]
         logreg = (
@@ -96,10 +117,14 @@ def classic_baselines(train: list[Row], test: list[Row], multiple: bool) -> dict
             if len(set(y)) < 2
             else [{p} for p in LogisticRegression(C=10.0, max_iter=2000).fit(x_train, y).predict(x_test)]
         )
-    return {
-        "minilm_logreg": sum(p == g for p, g in zip(logreg, gold, strict=True)) / len(test),
-        "minilm_1nn": sum(p == g for p, g in zip(knn, gold, strict=True)) / len(test),
-    }
+    out: dict[str, float] = {}
+    for name, pred in (("minilm_logreg", logreg), ("minilm_1nn", knn), ("label_names", named),
+                       ("knn1_label_names", knn_names)):  # fmt: skip
+        figures = _figures(pred, gold)
+        out[name] = figures["accuracy"]
+        if multiple:
+            out[f"{name}_micro_f1"] = figures["micro_f1"]
+    return out
 
 
 # -- the simulated project -----------------------------------------------------------------------------------
@@ -110,6 +135,9 @@ class VersionScore:
     accuracy: float
     p50_s: float
     prompt_tokens: float
+    micro_f1: float = 0.0
+    macro_f1: float = 0.0
+    ece: float = 0.0  # of the score Label Studio gets, against exact correctness (15 bins)
 
 
 class Simulation:
@@ -122,17 +150,30 @@ class Simulation:
     def tasks(self, rows: list[Row], start: int) -> list[dict[str, Any]]:
         return [{"id": start + i, "data": {"text": r.text}} for i, r in enumerate(rows)]
 
-    def predict(self, version: PromptVersion, tasks: list[dict[str, Any]]):
-        return label_tasks(self.engine, self.schema, tasks, Prompt.of(version))
+    def predict(self, version: PromptVersion, tasks: list[dict[str, Any]], model: bool = True):
+        prompt = Prompt.of(version)
+        return label_tasks(self.engine, self.schema, tasks, replace(prompt, model=model) if not model else prompt)
+
+    def heldout_figures(self, version: PromptVersion, heldout: list[Row], model: bool = True) -> dict[str, float]:
+        """Accuracy, micro- and macro-F1 and ECE of the version on the held-out tasks (never stored)."""
+        preds = self.predict(version, self.tasks(heldout, 1_000_000), model)
+        gold = [list(r.labels) for r in heldout]
+        pred = [p.labels[self.control] for p in preds]
+        hits = metrics.exact_match(gold, pred)
+        labels = list(self.schema.choices[0].label_set.labels)
+        return {
+            "accuracy": metrics.accuracy(gold, pred),
+            "micro_f1": metrics.micro_f1(gold, pred),
+            "macro_f1": metrics.macro_f1(metrics.per_label(gold, pred, labels)),
+            "ece": fusion.ece([p.score for p in preds], hits),
+        }
 
     def score(self, version: PromptVersion, heldout: list[Row], latency_tasks: int) -> VersionScore:
         """Held-out accuracy (tasks never stored) and the p50 of one-task interactive calls; cached per version."""
         if version.id in self._scores:
             return self._scores[version.id]
         tasks = self.tasks(heldout, 1_000_000)
-        preds = self.predict(version, tasks)
-        golds = [{self.control: list(r.labels)} for r in heldout]
-        accuracy = sum(correct(p.labels, g) for p, g in zip(preds, golds, strict=True)) / len(heldout)
+        figures = self.heldout_figures(version, heldout)
         seconds = []
         for task in tasks[:latency_tasks]:
             started = time.perf_counter()
@@ -145,7 +186,11 @@ class Simulation:
             )
             for t, c in zip(tasks[:latency_tasks], contexts, strict=True)
         ]
-        result = VersionScore(accuracy, statistics.median(seconds) if seconds else 0.0, statistics.mean(tokens or [0]))
+        p50 = statistics.median(seconds) if seconds else 0.0
+        result = VersionScore(
+            figures["accuracy"], p50, statistics.mean(tokens or [0]), figures["micro_f1"], figures["macro_f1"],
+            figures["ece"],
+        )  # fmt: skip
         self._scores[version.id] = result
         return result
 
@@ -222,12 +267,14 @@ def run(
                     loop_seconds = time.perf_counter() - t0
                     active = repo.active_prompt(session, PROJECT)
                     scored = sim.score(active, heldout, latency_tasks)
-                    classic = classic_baselines(seen, heldout, multiple)
+                    classic = classic_baselines(seen, heldout, multiple, labels)
                     out_rounds.append(
                         {
                             "round": r + 1,
                             "corrections": len(seen),
                             "heldout_accuracy": round(scored.accuracy, 4),
+                            "heldout_micro_f1": round(scored.micro_f1, 4),
+                            "heldout_ece": round(scored.ece, 4),
                             "accepted": accepted is not None,
                             "proposal": accepted,
                             "candidates": outcome.candidates,
@@ -242,11 +289,18 @@ def run(
                     verdict = f"accepted {accepted['strategy']}" if accepted else "no proposal accepted"
                     log(
                         f"round {r + 1}: {len(seen)} corrections, {verdict}; held-out accuracy {scored.accuracy:.3f} "
-                        f"(logreg {classic['minilm_logreg']:.3f}, 1-NN {classic['minilm_1nn']:.3f}); "
+                        f"micro-F1 {scored.micro_f1:.3f} ECE {scored.ece:.3f} (logreg {classic['minilm_logreg']:.3f}, "
+                        f"1-NN {classic['minilm_1nn']:.3f}, 1-NN+names {classic['knn1_label_names']:.3f}); "
                         f"p50 {scored.p50_s:.2f} s, {scored.prompt_tokens:.0f} prompt tokens; loop {loop_seconds:.0f} s"
                     )
                 final = repo.active_prompt(session, PROJECT)
                 final_text, final_pool = final.text, len((final.examples or {}).get("pool", []))
+                final_decision = final.decision
+                without_model = sim.heldout_figures(final, heldout, model=False)
+                log(
+                    f"ablation: final version without the model's evidence {without_model['accuracy']:.3f} "
+                    f"(micro-F1 {without_model['micro_f1']:.3f})"
+                )
         finally:
             db.dispose_engine()
     last = out_rounds[-1] if out_rounds else None
@@ -265,6 +319,16 @@ def run(
         },
         "default_prompt_p50_s": round(base.p50_s, 3),
         "final_heldout_accuracy": last["heldout_accuracy"] if last else round(base.accuracy, 4),
+        "final_heldout_micro_f1": last["heldout_micro_f1"] if last else round(base.micro_f1, 4),
+        "final_heldout_ece": last["heldout_ece"] if last else round(base.ece, 4),
+        "default_prompt_micro_f1": round(base.micro_f1, 4),
+        "default_prompt_accuracy": round(base.accuracy, 4),
+        "ablation": {
+            "without_model": round(without_model["accuracy"], 4),
+            "without_model_micro_f1": round(without_model["micro_f1"], 4),
+            "note": "the final version decided with the model's evidence off (label knowledge and corrections only)",
+        },
+        "final_decision": final_decision,
         "final_prompt": final_text,
         "final_pool_size": final_pool,
         "accepted_lowered_heldout": _lowered(base.accuracy, out_rounds),
@@ -284,26 +348,49 @@ def _lowered(start: float, rounds: list[dict[str, Any]]) -> list[int]:
 
 
 def markdown(summary: dict[str, Any], name: str) -> str:
-    b = summary["baselines"]
+    b, multiple = summary["baselines"], summary["multiple"]
+    key = "micro_f1" if multiple else "accuracy"
+    fig = "micro-F1" if multiple else "accuracy"
+
+    def base(r: dict[str, Any], name: str) -> str:
+        value = r["baselines"].get(f"{name}_micro_f1" if multiple else name)
+        return f"{value:.3f}" if value is not None else ""
+
     lines = [
         f"# prompter simulate: {name}",
         "",
         f"Model {summary['model']}, {summary['labels']} labels, {summary['heldout']} held-out tasks never seen by the "
-        f"loop, {summary['corrections']} corrections in {len(summary['rounds'])} rounds; {summary['seconds']:.0f} s.",
+        f"loop, {summary['corrections']} corrections in {len(summary['rounds'])} rounds; {summary['seconds']:.0f} s. "
+        f"Held-out {fig} of the active version, next to baselines on the same corrections.",
         "",
-        "| round | corrections | accepted | held-out accuracy | MiniLM+LogReg | MiniLM 1-NN | p50 s | prompt tokens |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| 0 | 0 | default prompt | {b['default_prompt']:.3f} | | | {summary['default_prompt_p50_s']:.2f} | |",
+        f"| round | corrections | accepted | held-out {fig} | ECE | label names | MiniLM+LogReg | MiniLM 1-NN "
+        "| 1-NN + names | p50 s | prompt tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| 0 | 0 | default prompt | {summary['default_prompt_' + key]:.3f} "
+        f"| | {b.get('label_names_micro_f1' if multiple else 'label_names', 0):.3f} | | | "
+        f"| {summary['default_prompt_p50_s']:.2f} | |",
     ]
     for r in summary["rounds"]:
         acc = r["proposal"]["strategy"] if r["accepted"] else "-"
         lines.append(
-            f"| {r['round']} | {r['corrections']} | {acc} | {r['heldout_accuracy']:.3f} | "
-            f"{r['baselines']['minilm_logreg']:.3f} | {r['baselines']['minilm_1nn']:.3f} | "
-            f"{r['interactive_p50_s']:.2f} | {r['prompt_tokens']:.0f} |"
+            f"| {r['round']} | {r['corrections']} | {acc} | {r['heldout_' + key]:.3f} | {r['heldout_ece']:.3f} "
+            f"| {base(r, 'label_names')} | {base(r, 'minilm_logreg')} | {base(r, 'minilm_1nn')} "
+            f"| {base(r, 'knn1_label_names')} | {r['interactive_p50_s']:.2f} | {r['prompt_tokens']:.0f} |"
         )
-    lines += ["", f"Final held-out accuracy {summary['final_heldout_accuracy']:.3f}; final prompt:", "", "```"]
-    lines += [summary["final_prompt"], "```", ""]
+    ablation = summary["ablation"]["without_model_micro_f1" if multiple else "without_model"]
+    final = summary["final_heldout_micro_f1" if multiple else "final_heldout_accuracy"]
+    lines += [
+        "",
+        f"Final held-out {fig} {final:.3f} (ECE {summary['final_heldout_ece']:.3f}); without the model's evidence "
+        f"{ablation:.3f}. How the final version decides: `{json.dumps(summary.get('final_decision'))}`",
+        "",
+        "Final prompt:",
+        "",
+        "```",
+        summary["final_prompt"],
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -345,7 +432,11 @@ def sample(args: argparse.Namespace) -> tuple[list[Row], list[Row], bool, list[s
 
 
 def run_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
-    train, heldout, multiple, labels = sample(args)
+    try:
+        train, heldout, multiple, labels = sample(args)
+    except InputError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
     if not train or not heldout:
         print("simulate: need at least one correction and one held-out task", file=sys.stderr)
         return 2
