@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from service.knowledge import definitions
 from service.labeling import ProjectSchema
 from service.predictor import TaskDataError
 from service.prompting import default_prompt, shown_prompt
@@ -64,7 +65,18 @@ def resolve_prompt(session: Session, project_id: str, schema: ProjectSchema, con
         shown = version_shown_as(session, project_id, schema, typed)
         if shown is not None:  # the Prompt box as Prompter filled it: that version, with its demonstrations
             return shown
-        return repo.record_prompt(session, project_id, typed, "annotator", parent_id=active.id if active else None)
+        for control in schema.choices:  # a definition of a label outside the set: 422 naming it, nothing recorded
+            definitions(typed, schema, control)
+        # the typed instruction decides with the project's corrections and weights, as the active version did
+        return repo.record_prompt(
+            session,
+            project_id,
+            typed,
+            "annotator",
+            parent_id=active.id if active else None,
+            examples=active.examples if active else None,
+            decision=active.decision if active else None,
+        )
     return ensure_prompt(session, project_id, schema)
 
 

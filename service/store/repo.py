@@ -150,6 +150,8 @@ def record_prompt(
     parent_id: int | None = None,
     activate: bool = False,
     note: str | None = None,
+    examples: dict[str, Any] | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> PromptVersion:
     """Store a prompt version, or return the project's existing version with the same text.
 
@@ -166,8 +168,9 @@ def record_prompt(
     version = find_prompt(session, project_id, text)
     if version is None:
         version = PromptVersion(
-            project_id=project_id, text=text, source=source, author=author, parent_id=parent_id, note=note
-        )
+            project_id=project_id, text=text, source=source, author=author, parent_id=parent_id, note=note,
+            examples=examples, decision=decision,
+        )  # fmt: skip
         session.add(version)
         session.flush()
     elif not activate and version.is_active:
