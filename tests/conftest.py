@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from service import fusion  # noqa: E402
 from service.settings import settings  # noqa: E402
 from service.store import db  # noqa: E402
 from tests.pg_cluster import PostgresCluster  # noqa: E402
@@ -87,3 +88,11 @@ def _fresh_process_state() -> Iterator[None]:
     clear()
     yield
     clear()
+
+
+@pytest.fixture
+def model_only_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions without fitted weights decide by the model's evidence alone: for tests of the agent's loop on a
+    stub model whose mistakes the loop must fix (label knowledge alone would get their texts right at once)."""
+    monkeypatch.setattr(fusion, "DEFAULT", fusion.Weights(model=1.0))
+    monkeypatch.setattr(fusion, "DEFAULT_MULTI", fusion.Weights(model=1.0, bias=2.0, threshold=0.5))  # ~0.88 on top

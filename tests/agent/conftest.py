@@ -12,7 +12,6 @@ from sqlmodel import Session
 from agent.corrections import record_corrections
 from constraints.base import Decision, Query
 from constraints.labelset import LabelSet
-from service import fusion
 from service.labeling import ProjectSchema, parse_config
 from service.settings import AgentSettings
 from service.store import repo
@@ -112,11 +111,8 @@ class CopyEngine:
 
 
 @pytest.fixture(autouse=True)
-def model_only_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The loop's mechanics are tested against CopyEngine, a stub model whose mistakes the loop must fix: its
-    versions decide by the model's evidence alone (label knowledge alone would already get these texts right)."""
-    monkeypatch.setattr(fusion, "DEFAULT", fusion.Weights(model=1.0))
-    monkeypatch.setattr(fusion, "DEFAULT_MULTI", fusion.Weights(model=1.0, threshold=0.5))
+def _model_only(model_only_decisions: None) -> None:
+    """The loop's mechanics are tested against CopyEngine, whose mistakes the loop must fix."""
 
 
 @pytest.fixture

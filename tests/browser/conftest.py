@@ -106,3 +106,8 @@ def browser(request: pytest.FixtureRequest) -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _model_only(model_only_decisions: None) -> None:
+    """The review page is driven by the agent's loop on CopyEngine, whose mistakes the loop must fix."""

@@ -94,6 +94,9 @@ def test_fresh_project_to_an_accepted_proposal(
     served: Served, browser: WebDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings.agent, "disagreements_trigger", 40)  # "Refine now" starts it, not the webhooks
+    # the strategies that change what the stub model reads (the weights strategy would not help a stub that
+    # copies the last demonstration, and would only make the run longer)
+    monkeypatch.setattr(settings.agent, "strategies", ["retrieval", "fixed_demos", "definitions", "rewrite"])
     monkeypatch.setattr(project_links, "_links", {})
     monkeypatch.setattr(project_links, "fetch_title_soon", lambda *args: None)  # the webhook names it
     config, chats, answers = sample()

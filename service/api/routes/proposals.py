@@ -14,6 +14,7 @@ from service.api.reviewers import ReviewerDep
 from service.api.routes.projects import require_project
 from service.api.routes.prompts import ActivePrompt, active_prompt
 from service.runtime import host
+from service.settings import settings
 from service.store.models import Proposal, ProposalStatus
 
 router = APIRouter(tags=["proposals"])
@@ -47,7 +48,7 @@ class ProposalDetail(ProposalPublic):
 
 
 class AcceptRequest(BaseModel):
-    decided_by: str | None = None  # heeded only when no reviewer authenticates (loopback, nothing configured)
+    decided_by: str | None = None  # heeded unless a reviewer account authenticates (see `decider`)
 
 
 class AcceptResponse(ActivePrompt):
@@ -57,6 +58,14 @@ class AcceptResponse(ActivePrompt):
 class RejectRequest(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     decided_by: str | None = None
+
+
+def decider(who: str | None, typed: str | None) -> str | None:
+    """Who decided: a reviewer account's name; with the basic-auth pair Label Studio shares (or no credentials on
+    loopback), the name the reviewer typed on the page, else that pair's user."""
+    if who and who != settings.basic_auth_user:
+        return who
+    return (typed or "").strip() or who
 
 
 def _public(proposal: Proposal) -> ProposalPublic:
@@ -84,7 +93,7 @@ def accept_proposal(
     """Make the proposal the project's active prompt; the answer names the new ``model_version`` /predict
     reports from now on; ``decided_by`` is the authenticated reviewer. 409 when the proposal was already decided
     (of two concurrent accepts one wins)."""
-    version = review.accept_proposal(session, proposal_id, decided_by=who or (body and body.decided_by) or None)
+    version = review.accept_proposal(session, proposal_id, decided_by=decider(who, body and body.decided_by))
     proposal = review.get_proposal(session, proposal_id)
     host.warm_soon(version.project_id)
     return AcceptResponse(**active_prompt(version).model_dump(), proposal=_public(proposal))
@@ -93,5 +102,5 @@ def accept_proposal(
 @router.post("/proposals/{proposal_id}/reject")
 def reject_proposal(session: SessionDep, proposal_id: int, body: RejectRequest, who: ReviewerDep) -> ProposalPublic:
     """Reject a pending proposal; the reason is required and kept with it. 409 when it was already decided."""
-    proposal = review.reject_proposal(session, proposal_id, body.reason, decided_by=who or body.decided_by)
+    proposal = review.reject_proposal(session, proposal_id, body.reason, decided_by=decider(who, body.decided_by))
     return _public(proposal)
