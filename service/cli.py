@@ -38,26 +38,33 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help=f"interface to bind (default {settings.host})")
     parser.add_argument("--port", type=int, default=None, help=f"port (default {settings.port})")
     parser.add_argument("--log-level", default=None, help=f"uvicorn log level (default {settings.log_level})")
+    parser.add_argument("--uds", default=None, help=argparse.SUPPRESS)  # the front's backend (service/front.py)
     parser.set_defaults(run=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
-    """One uvicorn worker: the model lives in this process and must be loaded once."""
+    """One uvicorn worker holds the model (loaded once); by default behind the front (service/front.py), which owns
+    the port and answers /health at once whatever the model is doing."""
     import logging
 
     import uvicorn
 
-    from service.app import create_app
+    level = (args.log_level or settings.log_level).lower()
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.uds:
+        from service.app import create_app
 
-    level = (args.log_level or settings.log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=(args.log_level or settings.log_level).lower(),
-        workers=1,
-    )
+        uvicorn.run(create_app(), uds=args.uds, log_level=level, access_log=False, workers=1)  # the front logs requests
+        return 0
+    if settings.front:
+        from service.front import create_front, socket_path
+
+        app = create_front(socket_path(), level)
+    else:
+        from service.app import create_app
+
+        app = create_app()
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level=level, workers=1)
     return 0
 
 

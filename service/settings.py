@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
 
     # Service
+    front: bool = Field(
+        default=True,
+        description="prompter serve: a front process owns the port, answers /health at once and passes the rest "
+        "to the process with the model (service/front.py).",
+    )
     host: str = "0.0.0.0"
     port: int = 9090
     basic_auth_user: str | None = Field(
