@@ -47,17 +47,19 @@ class HealthProber:
             self._thread.join(timeout=self.timeout + 5)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            began = time.monotonic()
-            outcome = self._once()
-            took = time.monotonic() - began
-            self.probes.append(Probe(began - self._started, took, outcome, self.phase))
-            self._stop.wait(max(0.0, self.interval - took))
+        # no keep-alive: a new connection per probe, as Label Studio's client makes
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(timeout=self.timeout, auth=self.auth, limits=limits) as client:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                outcome = self._once(client)
+                took = time.monotonic() - began
+                self.probes.append(Probe(began - self._started, took, outcome, self.phase))
+                self._stop.wait(max(0.0, self.interval - took))
 
-    def _once(self) -> str:
+    def _once(self, client: httpx.Client) -> str:
         try:
-            with httpx.Client(timeout=self.timeout, auth=self.auth) as client:  # a new connection, as Label Studio
-                response = client.get(f"{self.url}/health")
+            response = client.get(f"{self.url}/health")
         except httpx.HTTPError as exc:
             return type(exc).__name__
         if response.status_code != 200:
