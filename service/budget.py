@@ -7,10 +7,12 @@ The rule (README, "Long texts and large requests"):
   tokens plus ``TASK_OVERHEAD_TOKENS`` for the prompt's per-task lines; plus, for an interactive request with a response
   TextArea, ``DECODE_STEP_TOKENS`` per free-text token. Seconds = cost / the prefill rate.
 - **Prefill rate**: the rate measured on this process's own batches (tokens per second of model time, a moving
-  average), starting from ``PROMPTER_PREFILL_TOKENS_PER_S`` or, for the local engine on a CPU, ``CPU_TOKENS_PER_S``.
+  average), starting from the start rate: ``PROMPTER_PREFILL_TOKENS_PER_S`` or, for the local engine on a CPU,
+  ``CPU_TOKENS_PER_S`` (unknown for a remote engine until its first batch: nothing is refused before).
 - **Cut**: a task text longer than ``PROMPTER_TASK_TOKENS`` tokens keeps its first 3/4 and its last 1/4 of that budget,
-  joined by ``CUT_MARK``. The default budget is what the model reads in ``TASK_SECONDS`` at the prefill rate, at most
-  the model's context less ``CONTEXT_RESERVE`` tokens for the prompt and labels.
+  joined by ``CUT_MARK``. The default budget is what the model reads in ``TASK_SECONDS`` at the start rate (not the
+  live one, so that labels do not depend on the machine's load), at most the model's context less
+  ``CONTEXT_RESERVE`` tokens for the prompt and labels.
 - **Refusal**: when the cost exceeds ``PROMPTER_PREDICT_TIMEOUT_S`` (Label Studio's ``ML_TIMEOUT_PREDICT``), 413 with a
   ``detail`` that says how many tasks fit and names ``prompter label --project``. One task is never refused: cut to the
   budget it costs about ``TASK_SECONDS``.
@@ -27,9 +29,9 @@ from service.labeling import ProjectSchema
 from service.prompting import render_value
 from service.settings import settings
 
-# Measured on this project's 2-core CPU (embedded Gemma 3 270M, bfloat16, busy machine): 15,000-character texts
-# (~3,400 tokens) scored at 800-1,000 tokens/s, short ones in batches of 16 at 1,000-1,500 (scripts in
-# benchmarks/results/health.md). The lower figure, so that an estimate errs towards refusing.
+# Issue 13's measurement on this project's 2-core CPU (embedded Gemma 3 270M, bfloat16): 30 tasks of 15,000 characters
+# (~3,400 tokens each) in one /predict took 149 s, about 690 tokens/s. On the same CPU busy with other jobs (load 7-9)
+# it fell to 90-160 tokens/s (benchmarks/results/health.md): the live rate then takes over, after the first batch.
 CPU_TOKENS_PER_S = 700.0
 TASK_SECONDS = 4.0  # a single task's text is cut to what the model reads in this long
 CONTEXT_RESERVE = 1024  # tokens of the model's context kept for the instruction, labels and demonstrations
@@ -97,14 +99,18 @@ class PrefillRate:
 _rates: dict[str, PrefillRate] = {}
 
 
+def start_rate(engine: Engine) -> float | None:
+    """PROMPTER_PREFILL_TOKENS_PER_S, else the CPU figure for the local engine on a CPU, else unknown (None)."""
+    if settings.prefill_tokens_per_s is not None:
+        return settings.prefill_tokens_per_s
+    return CPU_TOKENS_PER_S if engine.name == "local" and _on_cpu(engine) else None
+
+
 def prefill_rate(engine: Engine) -> PrefillRate:
-    """The engine's rate: measured, from PROMPTER_PREFILL_TOKENS_PER_S, or the CPU figure for the local engine."""
+    """The engine's live rate: measured on this process's batches, from ``start_rate`` until then."""
     key = f"{engine.name}:{engine.model_id}"
     if key not in _rates:
-        start = settings.prefill_tokens_per_s
-        if start is None and engine.name == "local" and _on_cpu(engine):
-            start = CPU_TOKENS_PER_S
-        _rates[key] = PrefillRate(start)
+        _rates[key] = PrefillRate(start_rate(engine))
     return _rates[key]
 
 
@@ -120,11 +126,12 @@ def context_tokens(engine: Engine) -> int:
 
 
 def task_token_budget(engine: Engine) -> int:
-    """PROMPTER_TASK_TOKENS, or: what the model reads in TASK_SECONDS, within its context less the reserve."""
+    """PROMPTER_TASK_TOKENS, or: what the model reads in TASK_SECONDS at the start rate, within its context less
+    the reserve. Not the live rate: a task's labels must not depend on how busy the machine was."""
     if settings.task_tokens is not None:
         return settings.task_tokens
     room = max(256, context_tokens(engine) - CONTEXT_RESERVE)
-    rate = prefill_rate(engine).value
+    rate = start_rate(engine)
     return room if rate is None else max(256, min(room, int(rate * TASK_SECONDS)))
 
 
