@@ -56,16 +56,24 @@ def serve(args: argparse.Namespace) -> int:
 
         uvicorn.run(create_app(), uds=args.uds, log_level=level, access_log=False, workers=1)  # the front logs requests
         return 0
-    if settings.front:
-        from service.front import create_front, socket_path
-
-        app = create_front(socket_path(), level)
-    else:
+    host, port = args.host or settings.host, args.port or settings.port
+    if not settings.front:
         from service.app import create_app
 
-        app = create_app()
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level=level, workers=1)
-    return 0
+        uvicorn.run(create_app(), host=host, port=port, log_level=level, workers=1)
+        return 0
+    from service.front import create_front, socket_path
+
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_front(socket_path(), stop, level)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=level, workers=1))
+    server.run()
+    return 1 if app.state.mirror.backend_exit is not None else 0  # the backend died: let a supervisor restart us
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

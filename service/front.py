@@ -15,13 +15,12 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -70,18 +69,23 @@ def stop_backend(process: subprocess.Popen) -> None:
 class Mirror:
     """The backend's latest ``/health`` answer; "loading" until it has answered once."""
 
-    def __init__(self, client: httpx.AsyncClient, backend: subprocess.Popen) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, backend: subprocess.Popen, on_backend_exit: Callable[[], None]
+    ) -> None:
         self.client = client
         self.backend = backend
+        self.on_backend_exit = on_backend_exit
         self.health = HealthResponse(model_state="loading")
+        self.backend_exit: int | None = None  # set when the backend died on its own
 
     async def follow(self) -> None:
         while True:
             code = self.backend.poll()
             if code is not None:
                 self.health = HealthResponse(model_state="error", model_error=f"the backend exited with code {code}")
+                self.backend_exit = code
                 log.error("the backend process exited with code %s; stopping", code)
-                os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts the front down; a supervisor may restart it
+                self.on_backend_exit()  # the front shuts down and exits 1; a supervisor may restart it
                 return
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 response = await self.client.get("/health", timeout=POLL_TIMEOUT_S, headers=auth_headers())
@@ -90,7 +94,8 @@ class Mirror:
             await asyncio.sleep(POLL_S)
 
 
-def create_front(socket_path: Path, log_level: str = "info") -> FastAPI:
+def create_front(socket_path: Path, on_backend_exit: Callable[[], None], log_level: str = "info") -> FastAPI:
+    """The front app; ``on_backend_exit`` stops its server (uvicorn's ``should_exit``) when the backend dies."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll
     transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
@@ -100,7 +105,7 @@ def create_front(socket_path: Path, log_level: str = "info") -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         backend = start_backend(socket_path, log_level)
-        mirror = state["mirror"] = Mirror(client, backend)
+        mirror = state["mirror"] = app.state.mirror = Mirror(client, backend, on_backend_exit)
         task = asyncio.create_task(mirror.follow())
         try:
             yield

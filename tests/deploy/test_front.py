@@ -45,3 +45,12 @@ def test_the_front_passes_requests_through_and_guards_health(tmp_path: Path) -> 
         while backend[0].is_running() and backend[0].status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not backend[0].is_running() or backend[0].status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_front_stops_with_code_1_when_its_backend_dies(tmp_path: Path) -> None:
+    env = {"PROMPTER_MODEL": str(save_tiny_model(tmp_path / "tiny")), "PROMPTER_HOME": str(tmp_path)}
+    with PrompterServer(tmp_path / "serve", ready_timeout=120, extra_env=env) as server:
+        assert server.process is not None
+        (backend,) = psutil.Process(server.process.pid).children()
+        backend.kill()
+        assert server.process.wait(timeout=30) == 1
