@@ -73,7 +73,8 @@ def serve(args: argparse.Namespace) -> int:
     app = create_front(socket_path(), stop, level)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=level, workers=1))
     server.run()
-    return 1 if app.state.mirror.backend_exit is not None else 0  # the backend died: let a supervisor restart us
+    mirror = getattr(app.state, "mirror", None)  # set once the front started its backend
+    return 1 if mirror is not None and mirror.backend_exit is not None else 0  # the backend died: a supervisor restarts
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
