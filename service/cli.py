@@ -38,28 +38,44 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help=f"interface to bind (default {settings.host})")
     parser.add_argument("--port", type=int, default=None, help=f"port (default {settings.port})")
     parser.add_argument("--log-level", default=None, help=f"uvicorn log level (default {settings.log_level})")
+    parser.add_argument("--uds", default=None, help=argparse.SUPPRESS)  # the front's backend (service/front.py)
     parser.set_defaults(run=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
-    """One uvicorn worker: the model lives in this process and must be loaded once."""
+    """One uvicorn worker holds the model (loaded once); by default behind the front (service/front.py), which owns
+    the port and answers /health at once whatever the model is doing."""
     import logging
 
     import uvicorn
 
-    from service.api.app import create_app  # the web stack: only for `serve` (see the module's docstring)
+    from service.api.app import create_app  # the web stack and the model: only for `serve` (see the docstring)
+    from service.front import create_front, socket_path
 
-    level = (args.log_level or settings.log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.host = args.host or settings.host  # the review actions' rule depends on where Prompter listens
-    uvicorn.run(
-        create_app(),
-        host=settings.host,
-        port=args.port or settings.port,
-        log_level=(args.log_level or settings.log_level).lower(),
-        workers=1,
-    )
-    return 0
+    level = (args.log_level or settings.log_level).lower()
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the review actions' rule and the Host check depend on where Prompter listens: the backend behind the front
+    # is told the front's address (it listens on a Unix socket itself)
+    settings.host = args.host or settings.host
+    if args.uds:
+        uvicorn.run(create_app(), uds=args.uds, log_level=level, access_log=False, workers=1)  # the front logs requests
+        return 0
+    host, port = settings.host, args.port or settings.port
+    if not settings.front:
+        uvicorn.run(create_app(), host=host, port=port, log_level=level, workers=1)
+        return 0
+
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_front(socket_path(), stop, level, host)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=level, workers=1))
+    server.run()
+    mirror = getattr(app.state, "mirror", None)  # set once the front started its backend
+    return 1 if mirror is not None and mirror.backend_exit is not None else 0  # the backend died: a supervisor restarts
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

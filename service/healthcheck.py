@@ -18,12 +18,17 @@ from service.settings import settings
 TIMEOUT_S = 4.0
 
 
+def auth_headers() -> dict[str, str]:
+    """The service's basic-auth header when it has credentials (also used by the front's poll of its backend)."""
+    if not (settings.basic_auth_user and settings.basic_auth_pass):
+        return {}
+    token = base64.b64encode(f"{settings.basic_auth_user}:{settings.basic_auth_pass}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def check(host: str = "127.0.0.1", port: int | None = None) -> str | None:
     """None when healthy, else what is wrong."""
-    request = urllib.request.Request(f"http://{host}:{port or settings.port}/health")
-    if settings.basic_auth_user and settings.basic_auth_pass:
-        token = base64.b64encode(f"{settings.basic_auth_user}:{settings.basic_auth_pass}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    request = urllib.request.Request(f"http://{host}:{port or settings.port}/health", headers=auth_headers())
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             body = json.loads(response.read() or b"{}")

@@ -123,11 +123,28 @@ class Settings(BaseSettings):
     )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longest task text accepted.")
     max_tasks_per_request: int = Field(default=5_000, ge=1)
+    predict_timeout_s: float = Field(
+        default=100.0, gt=0, description="Label Studio's ML_TIMEOUT_PREDICT: a /predict estimated longer gets 413."
+    )
+    task_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        description="Longest task text the model reads, in tokens; longer ones are cut (default: what the model "
+        "reads in 4 s at the prefill rate, within its context; service/budget.py).",
+    )
+    prefill_tokens_per_s: float | None = Field(
+        default=None, gt=0, description="Start value of the prefill rate (default: 700 on a CPU; then measured)."
+    )
 
     # Store
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
 
     # Service
+    front: bool = Field(
+        default=True,
+        description="prompter serve: a front process owns the port, answers /health at once and passes the rest "
+        "to the process with the model (service/front.py).",
+    )
     host: str = Field(
         default="127.0.0.1",
         description="Where `prompter serve` listens; beyond loopback review actions need credentials.",

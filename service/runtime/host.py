@@ -15,6 +15,7 @@ from typing import Any, Literal
 from starlette.concurrency import run_in_threadpool
 
 from constraints.base import Engine, EngineNotReady
+from service import budget
 from service.labeling import ProjectSchema
 from service.predictor import Prompt, TaskContext, TaskPrediction, decide, prepare
 from service.runtime import events
@@ -64,6 +65,17 @@ def _load(loader: Callable[[], Engine]) -> None:
         _engine = engine
         _state = EngineState("ready", model_id=engine.model_id, load_seconds=seconds)
     events.emit_engine_ready()
+    warm_free_text = getattr(engine, "warm_free_text", None)
+    if settings.warmup and settings.response_max_tokens and warm_free_text is not None:
+        threading.Thread(target=_warm_free_text, args=(warm_free_text,), name="warm-free-text", daemon=True).start()
+
+
+def _warm_free_text(warm: Callable[[], float]) -> None:
+    """After "ready": the free-text generator's first-call cost, which only interactive requests pay."""
+    try:
+        log.info("free-text generator warmed in %.1f s", warm())
+    except Exception:  # the labels are served either way; the first interactive request retries the build
+        log.warning("could not warm the free-text generator", exc_info=True)
 
 
 def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Thread:
@@ -147,7 +159,14 @@ def batch_key(engine: Engine, schema: ProjectSchema, prompt: Prompt, with_respon
 def _run_batch(key: tuple, tasks: list[dict], contexts: list[TaskContext]) -> list[TaskPrediction]:
     engine, schema, prompt, with_response = key
     tokens = settings.response_max_tokens if with_response else 0
-    return decide(engine, schema, tasks, prompt, contexts, response_max_tokens=tokens)
+    started = time.perf_counter()
+    predictions = decide(engine, schema, tasks, prompt, contexts, response_max_tokens=tokens)
+    seconds = time.perf_counter() - started
+    text_tokens = budget.text_tokens(engine, schema, tasks)
+    budget.prefill_rate(engine).observe(
+        budget.cost_tokens(schema, text_tokens, with_response, settings.response_max_tokens), seconds
+    )
+    return predictions
 
 
 def submit(

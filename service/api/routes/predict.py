@@ -12,6 +12,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from constraints.base import Engine
+from service import budget
 from service.api.deps import SessionDep
 from service.api.protocol import PredictRequest, PredictResponse, TaskResult
 from service.labeling import ProjectSchema, parse_config
@@ -92,7 +93,20 @@ async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
     started = time.perf_counter()
     plan = await run_in_threadpool(_plan, session, body)
     interactive = bool(body.params and body.params.context)
-    predictions = await host.run_predictions(plan.engine, plan.schema, tasks, plan.prompt, interactive=interactive)
+    limit = budget.task_token_budget(plan.engine)
+    model_tasks, cuts, text_tokens = await run_in_threadpool(budget.cut_tasks, plan.engine, plan.schema, tasks, limit)
+    with_response = interactive or len(tasks) == 1 or settings.response_in_batch
+    cost = budget.estimate(plan.engine, plan.schema, text_tokens, with_response, settings.response_max_tokens)
+    if cost is not None and cost.too_long:
+        log.warning("project %s: %d tasks refused: %s", plan.project_id, len(tasks), cost.detail(plan.project_id))
+        raise HTTPException(status_code=status.HTTP_413_CONTENT_TOO_LARGE, detail=cost.detail(plan.project_id))
+    if any(cuts):
+        log.info("project %s: %d task texts cut to %d tokens", plan.project_id, sum(map(bool, cuts)), limit)
+    predictions = await host.run_predictions(
+        plan.engine, plan.schema, model_tasks, plan.prompt, interactive=interactive
+    )
+    for prediction, task_cuts in zip(predictions, cuts, strict=True):
+        prediction.result = budget.mark_cut(prediction.result, task_cuts)
     mv = model_version(plan.prompt.version_id, plan.engine.model_id)
     await run_in_threadpool(_store, session, plan, mv, tasks, predictions)
     log.info(
