@@ -196,6 +196,9 @@ def estimate(
 ) -> Estimate | None:
     """The request's cost; None when the engine's rate is unknown (a remote engine before its first batch)."""
     rate = prefill_rate(engine).value
+    start = start_rate(engine)
+    if start is not None:  # a busy moment (one-task batches, a first prompt's reference) never refuses a batch
+        rate = max(rate or start, start)  # the model finishes at the configured rate or faster
     if rate is None:
         return None
     return Estimate(len(text_tokens), cost_tokens(schema, text_tokens, interactive, response_tokens), rate,

@@ -94,7 +94,7 @@ class Weights:
         return cls(**d)
 
 
-# Chosen by measurement (research/REPORT.md), not per set: one weight vector fitted on the leave-one-out features of
+# Chosen by measurement (docs/fused-decision-research.md), not per set: one weight vector fitted on the leave-one-out features of
 # dstc11-insurance and banking77 (two seeds each) at 0, 10, 25, 50 and 100 corrections, each (set, seed, size)
 # weighted equally, with the model column = the default (zero-shot) prompt's label log-probabilities, batch-calibrated
 # (``model_feature(..., batch_calibrate=True)``). Multiple choice: the same on nlupp-hotels (the only multi-label set).

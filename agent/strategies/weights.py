@@ -1,7 +1,7 @@
 """The annotated examples as evidence, and the combiner's weights fitted on them: the base prompt unchanged (no
 demonstrations in it, so the model reads as few tokens as before), the examples as the version's pool (each
 task's nearest annotated tasks and label centroids), and weights fitted leave-one-out on those examples.
-Measured on intent sets, this carries most of what corrections teach (research/REPORT.md, issue 10).
+Measured on intent sets, this carries most of what corrections teach (docs/fused-decision-research.md, issue 10).
 """
 
 from __future__ import annotations

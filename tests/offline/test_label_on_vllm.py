@@ -28,7 +28,7 @@ def _fresh_db_engine():
 def test_server_down_mid_run_stops_it_and_a_rerun_resumes(tmp_path: Path, capsys) -> None:
     model, tokenizer = tiny_model()
     fake = FakeVLLM(model)
-    calls = {"n": 0, "down_after": 1}
+    calls = {"n": 0, "down_after": 2}  # the first chunk, then (once per prompt) the labels' model reference
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls["n"] += 1
