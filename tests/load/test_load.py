@@ -38,8 +38,11 @@ FIRST_ANNOTATION_ID = 10_001
 CLIENT_TIMEOUT_S = 300.0
 # `prompter bench` measured the embedded model's serving process at 1.7-2.3 GiB peak (bfloat16 / float32, 16 rows
 # per forward); rows per forward are bounded by PROMPTER_BATCH_TOKENS and queued requests by PROMPTER_QUEUE_SIZE,
-# so load may add request bodies and a few prefix caches, not another model's worth: 3 GiB leaves ~30% headroom.
-RSS_BOUND_MIB = 3 * 1024
+# so load may add request bodies and a few prefix caches, not another model's worth: 3 GiB left ~30% headroom.
+# Since then the process tree holds a second model (MiniLM, the fused decision's evidence) and a second process (the
+# front that answers /health): a CI-like run peaked at 3150 MiB (was 2332). 3.5 GiB bounds that with ~10% headroom;
+# the growth is reported, not hidden.
+RSS_BOUND_MIB = 3584
 
 
 @pytest.fixture(scope="module")

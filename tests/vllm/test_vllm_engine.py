@@ -95,7 +95,7 @@ def test_top_label_agrees_with_the_local_engine_on_the_same_prompts(vllm_engine,
         data = load_labeled(path, tasks, seed=3)
         label_set, queries = make_queries(data.labels, data.texts)
         for q in queries:  # exactly the same tokens
-            assert vllm_engine.prompt_ids(q) == local_engine._prefix_ids(q) + local_engine._body_ids(q)
+            assert vllm_engine.prompt_ids(q) == local_engine.prefix_ids(q) + local_engine.body_ids(q)
         remote = vllm_engine.label_logprobs(queries, label_set)
         local = local_engine.label_logprobs(queries, label_set)
         agreement = (remote.argmax(1) == local.argmax(1)).float().mean().item()
@@ -166,8 +166,9 @@ def test_the_service_predicts_through_the_vllm_engine_and_injection_stays_in_the
     assert len(results) == len(batch["tasks"]) + 1
     for result in results:
         regions = {r["from_name"]: r for r in result["result"]}
-        assert set(regions["intent"]["value"]["choices"]) <= allowed and regions["intent"]["value"]["choices"]
+        assert set(regions["intent"]["value"]["choices"]) <= allowed  # multiple choice: none applying is an answer
         assert 0 < result["score"] <= 1
+    assert any(r["result"][0]["value"]["choices"] for r in results)
     print("\nservice on vLLM, injected tasks ->", [r["result"][0]["value"]["choices"] for r in results])
 
 
