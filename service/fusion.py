@@ -95,9 +95,10 @@ class Weights:
 
 
 # Chosen by measurement (docs/fused-decision-research.md), not per set: one weight vector fitted on the
-# leave-one-out features of dstc11-insurance and banking77 (two seeds each) at 0, 10, 25, 50 and 100 corrections, each (set, seed, size)
-# weighted equally, with the model column = the default (zero-shot) prompt's label log-probabilities, batch-calibrated
-# (``model_feature(..., batch_calibrate=True)``). Multiple choice: the same on nlupp-hotels (the only multi-label set).
+# leave-one-out features of dstc11-insurance and banking77 (two seeds each) at 0, 10, 25, 50 and 100 corrections,
+# each (set, seed, size) weighted equally, with the model column = the default (zero-shot) prompt's label
+# log-probabilities, batch-calibrated (``model_feature(..., batch_calibrate=True)``). Multiple choice: the same on
+# nlupp-hotels (the only multi-label set).
 DEFAULT = Weights(knowledge=-1.45, nearest=-0.79, no_examples=1.8, centroid=19.3, model=0.48, knowledge_alone=-3.02)
 DEFAULT_MULTI = Weights(
     knowledge=0.35,
