@@ -15,7 +15,7 @@ from typing import Any, Literal
 from starlette.concurrency import run_in_threadpool
 
 from constraints.base import Engine, EngineNotReady
-from service import budget
+from service import budget, embeddings
 from service.labeling import ProjectSchema
 from service.predictor import Prompt, TaskContext, TaskPrediction, decide, prepare
 from service.runtime import events
@@ -56,6 +56,11 @@ def _load(loader: Callable[[], Engine]) -> None:
         with _lock:
             _state = EngineState("error", error=f"{type(exc).__name__}: {exc}")
         return
+    if settings.warmup:  # the sentence embedder's load holds the GIL for seconds: pay it before "ready"
+        try:
+            embeddings.embed(["warm up"])
+        except Exception:  # label knowledge then fails per request, with its reason; the model still serves
+            log.warning("could not load the sentence embedder", exc_info=True)
     if settings.warm_projects:  # before "ready": a known project's first request pays no cold cache
         warmed = warm_known_projects(engine, settings.warm_projects)
         log.info("%d known projects warmed", warmed)
