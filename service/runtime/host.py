@@ -61,6 +61,9 @@ def _load(loader: Callable[[], Engine]) -> None:
             embeddings.embed(["warm up"])
         except Exception:  # label knowledge then fails per request, with its reason; the model still serves
             log.warning("could not load the sentence embedder", exc_info=True)
+    warm_free_text = getattr(engine, "warm_free_text", None)
+    if settings.warmup and settings.response_max_tokens and warm_free_text is not None:
+        _warm_free_text(warm_free_text)
     if settings.warm_projects:  # before "ready": a known project's first request pays no cold cache
         warmed = warm_known_projects(engine, settings.warm_projects)
         log.info("%d known projects warmed", warmed)
@@ -70,13 +73,11 @@ def _load(loader: Callable[[], Engine]) -> None:
         _engine = engine
         _state = EngineState("ready", model_id=engine.model_id, load_seconds=seconds)
     events.emit_engine_ready()
-    warm_free_text = getattr(engine, "warm_free_text", None)
-    if settings.warmup and settings.response_max_tokens and warm_free_text is not None:
-        threading.Thread(target=_warm_free_text, args=(warm_free_text,), name="warm-free-text", daemon=True).start()
 
 
 def _warm_free_text(warm: Callable[[], float]) -> None:
-    """After "ready": the free-text generator's first-call cost, which only interactive requests pay."""
+    """The free-text generator's build and first (compiling) call, before "ready": the build holds the GIL for
+    seconds, which after "ready" made Label Studio's 3 s /setup check time out."""
     try:
         log.info("free-text generator warmed in %.1f s", warm())
     except Exception:  # the labels are served either way; the first interactive request retries the build
