@@ -46,7 +46,7 @@ def test_health_while_loading_answers_at_once(db_url: str) -> None:
 
 def test_background_loading_installs_the_engine(db_url: str, tiny_engine) -> None:
     with TestClient(create_app(load_model=False), base_url=LOOPBACK) as client:
-        host.start_loading(lambda: tiny_engine).join(5)
+        host.start_loading(lambda: tiny_engine).join(120)  # loading includes the embedder and warm-ups
         body = client.get("/health").json()
     assert body["model_state"] == "ready"
     assert body["model_id"] == tiny_engine.model_id
