@@ -29,6 +29,7 @@ from tests.load import workload
 from tests.load.measure import Call, MemorySampler, cpu_seconds, percentile, post, process_tree
 
 INTERACTIVE = 50
+IDLE = 12  # Shift+Enter one at a time on the idle server, before the storm: the baseline of the p95 goal
 BATCH_TASKS = 500
 WEBHOOKS = 200
 WEBHOOK_THREADS = 16
@@ -119,6 +120,16 @@ def _drive(client: httpx.Client) -> tuple[list[Call], float | None]:
     return calls, batch_seconds[0] if batch_seconds else None
 
 
+def _idle(client: httpx.Client) -> list[Call]:
+    """Interactive requests one at a time on an idle server (the first, which warms the prompt, not counted)."""
+    first = BATCH_TASKS + INTERACTIVE + WEBHOOKS
+    calls = [
+        post(client, "idle", "/predict", workload.interactive_body(first + i, workload.PROMPTS[0]))
+        for i in range(IDLE + 1)
+    ]
+    return calls[1:]
+
+
 def _label_errors(call: Call, tasks: int) -> list[str]:
     """What is wrong with a 200 /predict answer: one result per task, one label of the project's list each."""
     results = call.body.get("results") if isinstance(call.body, dict) else None
@@ -147,8 +158,10 @@ def _write_results(figures: dict[str, Any], folder: Path) -> Path:
     rows = "\n".join(f"| {name} | {value} |" for name, value in figures.items())
     results.with_suffix(".md").write_text(
         "# Load test (tests/load/test_load.py)\n\n"
-        f"{INTERACTIVE} concurrent interactive /predict, one {BATCH_TASKS}-task /predict and {WEBHOOKS} "
-        "ANNOTATION_CREATED webhooks at once against one `prompter serve` on the embedded model.\n\n"
+        f"{IDLE} interactive /predict one at a time on the idle server (idle_*), then {INTERACTIVE} concurrent "
+        f"interactive /predict, one {BATCH_TASKS}-task /predict and {WEBHOOKS} ANNOTATION_CREATED webhooks (their "
+        "corrections and refinements are background work) at once against one `prompter serve` on the embedded "
+        "model. p95_goal_s: idle p95 plus one forward chunk under load.\n\n"
         f"| figure | value |\n| --- | --- |\n{rows}\n"
     )
     return results
@@ -167,6 +180,7 @@ def test_concurrent_interactive_batch_and_webhooks(
     with httpx.Client(base_url=server.url, timeout=CLIENT_TIMEOUT_S, limits=limits) as client:
         setup = client.post("/setup", json=workload.setup_body())
         assert setup.status_code == 200, setup.text
+        idle = _idle(client)
         started, cpu_before = time.perf_counter(), cpu_seconds(process_tree(sampler.pid))
         calls, batch_seconds = _drive(client)
         wall_seconds = time.perf_counter() - started
@@ -177,7 +191,15 @@ def test_concurrent_interactive_batch_and_webhooks(
     by_kind = {kind: [c for c in calls if c.kind == kind] for kind in ("interactive", "batch", "webhook")}
     ok = {kind: [c for c in found if c.outcome == 200] for kind, found in by_kind.items()}
     load = Path("/proc/loadavg").read_text().split()[:3]
+    idle_ok = [c.seconds for c in idle if c.outcome == 200]
+    # one forward chunk under load: the bulk's time per chunk of PROMPTER_BATCH_SIZE tasks
+    chunk_seconds = batch_seconds * settings.batch_size / BATCH_TASKS if batch_seconds else None
+    idle_p95 = percentile(idle_ok, 95)
     figures = {
+        "idle_interactive_p50_s": _round(percentile(idle_ok, 50)),
+        "idle_interactive_p95_s": _round(idle_p95),
+        "chunk_seconds_under_load": _round(chunk_seconds),
+        "p95_goal_s": _round(idle_p95 + chunk_seconds) if idle_p95 is not None and chunk_seconds else None,
         "interactive_requests": INTERACTIVE,
         "interactive_200": len(ok["interactive"]),
         "interactive_p50_s": _round(percentile([c.seconds for c in ok["interactive"]], 50)),
@@ -204,6 +226,7 @@ def test_concurrent_interactive_batch_and_webhooks(
     assert not unexpected, f"answers other than 200 or 503+Retry-After+detail: {unexpected[:10]}\n" + "\n".join(
         sorted(set(server.log_errors()))[:20]
     )
+    assert len(idle_ok) == IDLE, [c.outcome for c in idle]
     assert len(by_kind["interactive"]) == INTERACTIVE and len(by_kind["webhook"]) == WEBHOOKS
     assert batch_seconds is not None, "the bulk request never got a 200"
     errors = [e for c in ok["interactive"] for e in _label_errors(c, 1)]
