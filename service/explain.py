@@ -127,7 +127,8 @@ def _pct(p: float) -> str:
 def decision_line(control: ChoiceControl, labels: list[str], probs: dict[str, float]) -> str:
     """ "intent: PayBill 86%; runner-up CheckAccountBalance 9%"."""
     ranked = sorted(probs.items(), key=lambda kv: -kv[1])
-    chosen = ", ".join(f"{x} {_pct(probs.get(x, 0.0))}" for x in labels) or "no label chosen"
+    most_first = sorted(labels, key=lambda x: -probs.get(x, 0.0))
+    chosen = ", ".join(f"{x} {_pct(probs.get(x, 0.0))}" for x in most_first) or "no label chosen"
     others = [(x, p) for x, p in ranked if x not in labels]
     runner = f"; runner-up {others[0][0]} {_pct(others[0][1])}" if others else ""
     return f"{control.name}: {chosen}{runner}"
