@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,6 +18,17 @@ CACHE_SIZE = 50_000
 DIM = 384
 BATCH = 64
 MAX_TOKENS = 256  # the model's max_seq_length
+
+# How an encode runs: here by default; the service runs it in its model worker (``service.runtime.host``), so
+# the agent's and warming's encodes queue behind requests instead of fighting the model's forward for the cores.
+Runner = Callable[[Callable[[], np.ndarray]], np.ndarray]
+_runner: Runner | None = None
+
+
+def run_encodes_with(runner: Runner | None) -> None:
+    """Install where encodes run (None: in the calling thread)."""
+    global _runner
+    _runner = runner
 
 
 def _load():
@@ -56,7 +68,7 @@ def embed(texts: list[str]) -> np.ndarray:
         found = {t: _cache[t] for t in texts if t in _cache}
     missing = [t for t in dict.fromkeys(texts) if t not in found]
     if missing:
-        vectors = _encode(missing)
+        vectors = _runner(lambda: _encode(missing)) if _runner else _encode(missing)
         with _lock:
             for text, vector in zip(missing, vectors, strict=True):
                 found[text] = _cache[text] = np.asarray(vector, dtype=np.float32)

@@ -75,6 +75,18 @@ def task_evidence(
     )
 
 
+def pool_similarity(
+    schema: ProjectSchema, control: ChoiceControl, examples: dict[str, Any] | None, datas: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The version's pool entries for ``control`` and the (tasks, entries) cosines the corrections evidence
+    weighed: what the response names as the nearest annotated task (vectors from the embedder's cache)."""
+    pool = [e for e in pool_entries(examples, set()) if control.name in e.get("labels", {})]
+    if not pool or not datas:
+        return pool, np.zeros((len(datas), len(pool)), dtype=np.float32)
+    texts = [task_text(schema, d, control.to_name) for d in datas]
+    return pool, embeddings.embed(texts) @ embeddings.embed([e["text"] for e in pool]).T
+
+
 def _pseudo_task(obj: DataObject, text: str) -> dict[str, Any]:
     if obj.tag == "paragraphs":
         return {obj.value_key: [{obj.name_key: "user", obj.text_key: text}]}

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     response_max_tokens: int = Field(
         default=16, ge=0, le=1024, description="Length of the free-text answer; 0 turns it off."
     )
+    response_mode: Literal["auto", "explain", "generate", "both"] = Field(
+        default="auto",
+        description="What the response TextArea holds: why the labels were chosen (explain), the model's free text "
+        "(generate), or both; auto: explain on a local model (measured: the embedded model's text parrots the "
+        "customer and is most of the wait), both on vLLM.",
+    )
     response_in_batch: bool = Field(
         default=False, description="Also write the free-text answer for non-interactive (bulk) predictions."
     )

@@ -15,12 +15,13 @@ from typing import Any, Literal
 from starlette.concurrency import run_in_threadpool
 
 from constraints.base import Engine, EngineNotReady
-from service import budget, embeddings
+from service import budget, embeddings, explain
 from service.labeling import ProjectSchema
-from service.predictor import Prompt, TaskContext, TaskPrediction, decide, prepare
+from service.predictor import Prompt, TaskContext, TaskPrediction, check_tasks, decide, prepare
 from service.runtime import events
-from service.runtime.queue import MicroBatcher
+from service.runtime.queue import MicroBatcher, Priority
 from service.runtime.warming import warm_in_background, warm_known_projects
+from service.runtime.worker_engine import WorkerEngine
 from service.settings import settings
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,9 @@ def _load(loader: Callable[[], Engine]) -> None:
             embeddings.embed(["warm up"])
         except Exception:  # label knowledge then fails per request, with its reason; the model still serves
             log.warning("could not load the sentence embedder", exc_info=True)
-    warm_free_text = getattr(engine, "warm_free_text", None)
-    if settings.warmup and settings.response_max_tokens and warm_free_text is not None:
-        _warm_free_text(warm_free_text)
+    engine = WorkerEngine(engine, batcher)  # wrapped before warming: its caches are keyed by the engine served
+    if settings.warmup and response_tokens() and hasattr(engine.inner, "warm_free_text"):
+        _warm_free_text(engine.warm_free_text)
     if settings.warm_projects:  # before "ready": a known project's first request pays no cold cache
         warmed = warm_known_projects(engine, settings.warm_projects)
         log.info("%d known projects warmed", warmed)
@@ -91,6 +92,7 @@ def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Threa
         if _thread is not None and _thread.is_alive():
             return _thread
         _state = EngineState("loading")
+        embeddings.run_encodes_with(_encode_in_worker)
         _thread = threading.Thread(target=_load, args=(loader or _default_loader,), name="model-loader")
         _thread.daemon = True
         _thread.start()
@@ -100,6 +102,9 @@ def start_loading(loader: Callable[[], Engine] | None = None) -> threading.Threa
 def set_engine(engine: Engine | None) -> None:
     """Install a ready engine (tests, embedding); None goes back to "loading"."""
     global _engine, _state
+    if engine is not None and not isinstance(engine, WorkerEngine):
+        engine = WorkerEngine(engine, batcher)
+        embeddings.run_encodes_with(_encode_in_worker)
     with _lock:
         _engine = engine
         _state = EngineState("ready", model_id=engine.model_id) if engine else EngineState("loading")
@@ -110,7 +115,8 @@ def state() -> EngineState:
 
 
 def ready_engine() -> Engine:
-    """The ready engine; EngineNotReady (with the reason) while it loads or after it failed."""
+    """The ready engine (its model calls from other threads queued behind requests, ``WorkerEngine``);
+    EngineNotReady (with the reason) while it loads or after it failed."""
     engine, current = _engine, _state
     if engine is not None:
         return engine
@@ -146,15 +152,22 @@ def model_id() -> str:
 
 
 _batcher: MicroBatcher | None = None
+_batcher_lock = threading.Lock()
 
 
 def batcher() -> MicroBatcher:
     """The process-wide model queue (created on first use)."""
     global _batcher
-    with _lock:
+    with _batcher_lock:
         if _batcher is None:
             _batcher = MicroBatcher(_run_batch, settings.batch_size, settings.queue_size)
         return _batcher
+
+
+def _encode_in_worker(work: Callable[[], Any]) -> Any:
+    """The sentence embedder's encodes run in the model worker: at once from a batch, else queued (background)."""
+    queue = batcher()
+    return work() if queue.in_worker() else queue.call(work, "background").result()
 
 
 def batch_key(engine: Engine, schema: ProjectSchema, prompt: Prompt, with_response: bool) -> tuple:
@@ -162,16 +175,27 @@ def batch_key(engine: Engine, schema: ProjectSchema, prompt: Prompt, with_respon
     return (engine, schema, prompt, with_response)
 
 
-def _run_batch(key: tuple, tasks: list[dict], contexts: list[TaskContext]) -> list[TaskPrediction]:
+def response_tokens() -> int:
+    """How many tokens of free text an answer with a response gets: 0 unless the response mode generates."""
+    return settings.response_max_tokens if explain.generates() else 0
+
+
+def _run_batch(key: tuple, tasks: list[dict], contexts: list[TaskContext | None]) -> list[TaskPrediction]:
+    """In the worker: prepare the tasks queued unprepared (the sentence embedder runs here, one chunk at a time,
+    not in a request thread beside the forward), then decide the batch."""
     engine, schema, prompt, with_response = key
-    tokens = settings.response_max_tokens if with_response else 0
+    missing = [i for i, c in enumerate(contexts) if c is None]
+    if missing:
+        fresh = prepare(engine, schema, [tasks[i] for i in missing], prompt, None, settings.max_text_chars)
+        contexts = list(contexts)
+        for i, context in zip(missing, fresh, strict=True):
+            contexts[i] = context
+    tokens = response_tokens() if with_response else 0
     started = time.perf_counter()
     predictions = decide(engine, schema, tasks, prompt, contexts, response_max_tokens=tokens)
     seconds = time.perf_counter() - started
     text_tokens = budget.text_tokens(engine, schema, tasks)
-    budget.prefill_rate(engine).observe(
-        budget.cost_tokens(schema, text_tokens, with_response, settings.response_max_tokens), seconds
-    )
+    budget.prefill_rate(engine).observe(budget.cost_tokens(schema, text_tokens, bool(tokens), tokens), seconds)
     return predictions
 
 
@@ -180,23 +204,35 @@ def submit(
     schema: ProjectSchema,
     tasks: list[Any],
     prompt: Prompt,
-    contexts: list[TaskContext],
-    interactive: bool = False,
+    contexts: list[TaskContext] | None = None,
+    priority: Priority = "background",
     with_response: bool = False,
 ):
-    """Queue prepared tasks (``predictor.prepare``); a Future of their predictions. Overloaded when full."""
-    return batcher().submit(batch_key(engine, schema, prompt, with_response), tasks, contexts, interactive)
+    """Queue tasks; a Future of their predictions. Overloaded when full.
+
+    ``contexts``: ``predictor.prepare``'s, when the caller prepared them (the agent, with its leave-out rules);
+    None: prepared in the worker. ``priority``: "background" unless told, the service's own work (corrections,
+    refinements, evaluations); ``/predict`` passes "interactive" or "bulk".
+    """
+    return batcher().submit(batch_key(engine, schema, prompt, with_response), tasks, contexts, priority)
 
 
 async def run_predictions(
-    engine: Engine, schema: ProjectSchema, tasks: list[Any], prompt: Prompt, interactive: bool = False
+    engine: Engine,
+    schema: ProjectSchema,
+    tasks: list[Any],
+    prompt: Prompt,
+    interactive: bool = False,
+    priority: Priority | None = None,
 ) -> list[TaskPrediction]:
-    """``/predict``'s path through the queue: prepared in a worker thread (a bad task fails only its own
-    request, before any model work), then batched with other requests' chunks.
+    """``/predict``'s path through the queue: the tasks checked in a worker thread (a bad task fails only its
+    own request, before any model work), then queued and prepared chunk by chunk in the model worker.
 
+    ``priority``: "interactive" for a Shift+Enter (or a single task), else "bulk", unless given.
     The free-text answer costs a decode step per token, so bulk predictions skip it unless configured.
     """
-    contexts = await run_in_threadpool(prepare, engine, schema, tasks, prompt, None, settings.max_text_chars)
+    await run_in_threadpool(check_tasks, schema, tasks, settings.max_text_chars)
     interactive = interactive or len(tasks) == 1
-    future = submit(engine, schema, tasks, prompt, contexts, interactive, interactive or settings.response_in_batch)
+    priority = priority or ("interactive" if interactive else "bulk")
+    future = submit(engine, schema, tasks, prompt, None, priority, interactive or settings.response_in_batch)
     return await asyncio.wrap_future(future)

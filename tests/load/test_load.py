@@ -29,13 +29,16 @@ from tests.load import workload
 from tests.load.measure import Call, MemorySampler, cpu_seconds, percentile, post, process_tree
 
 INTERACTIVE = 50
+IDLE = 12  # Shift+Enter one at a time on the idle server, before the storm: the baseline of the p95 goal
+DURING_BULK = 10  # then, once the 50 are answered, Shift+Enter one at a time while the bulk and background work run
 BATCH_TASKS = 500
 WEBHOOKS = 200
 WEBHOOK_THREADS = 16
 FIRST_ANNOTATION_ID = 10_001
 # Generous: on this 2-core machine shared with other jobs the 500 tasks alone took 150 s (3.3 tasks/s with 0.7 of a
-# core; 77 tasks/s when quiet). A request still unanswered after this counts as a hang.
-CLIENT_TIMEOUT_S = 300.0
+# core; 77 tasks/s when quiet); at load 10 from other jobs they took over 300 s (0.45 of a core). A request still
+# unanswered after this counts as a hang.
+CLIENT_TIMEOUT_S = 600.0
 # `prompter bench` measured the embedded model's serving process at 1.7-2.3 GiB peak (bfloat16 / float32, 16 rows
 # per forward); rows per forward are bounded by PROMPTER_BATCH_TOKENS and queued requests by PROMPTER_QUEUE_SIZE,
 # so load may add request bodies and a few prefix caches, not another model's worth: 3 GiB left ~30% headroom.
@@ -81,11 +84,26 @@ def _drive(client: httpx.Client) -> tuple[list[Call], float | None]:
         annotations.put((annotation_id, workload.annotation_body(annotation_id, BATCH_TASKS + INTERACTIVE + i)))
     calls: list[Call] = []  # list.append is atomic
     batch_seconds: list[float] = []
-    barrier = threading.Barrier(INTERACTIVE + 1 + WEBHOOK_THREADS)
+    barrier = threading.Barrier(INTERACTIVE + 2 + WEBHOOK_THREADS)
+    answered = threading.Semaphore(0)
+    bulk_done = threading.Event()
 
     def annotator(body: dict[str, Any]) -> None:
         barrier.wait()
         calls.append(post(client, "interactive", "/predict", body))
+        answered.release()
+
+    def annotator_during_bulk() -> None:
+        """Shift+Enter one at a time behind the bulk's chunks; only answers that came while it ran count."""
+        barrier.wait()
+        for _ in range(INTERACTIVE):
+            answered.acquire()
+        first = BATCH_TASKS + INTERACTIVE + WEBHOOKS + IDLE + 2
+        for i in range(DURING_BULK):
+            if bulk_done.is_set():
+                return
+            call = post(client, "during_bulk", "/predict", workload.interactive_body(first + i, workload.PROMPTS[0]))
+            calls.append(call if not bulk_done.is_set() else Call("after_bulk", call.outcome, call.seconds))
 
     def retrieve_predictions() -> None:
         barrier.wait()
@@ -98,6 +116,7 @@ def _drive(client: httpx.Client) -> tuple[list[Call], float | None]:
                 continue
             if call.outcome == 200:
                 batch_seconds.append(time.perf_counter() - started)
+            bulk_done.set()
             return
 
     def label_studio_webhooks() -> None:
@@ -110,13 +129,26 @@ def _drive(client: httpx.Client) -> tuple[list[Call], float | None]:
             calls.append(post(client, "webhook", "/webhook", body, ref=annotation_id))
 
     work = [lambda body=body: annotator(body) for body in interactive]
-    work += [retrieve_predictions] + [label_studio_webhooks] * WEBHOOK_THREADS
+    work += [retrieve_predictions, annotator_during_bulk] + [label_studio_webhooks] * WEBHOOK_THREADS
     threads = [threading.Thread(target=job) for job in work]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return calls, batch_seconds[0] if batch_seconds else None
+
+
+def _idle(client: httpx.Client) -> list[Call]:
+    """Interactive requests one at a time on an idle server; before them, not counted, one that warms the prompt
+    and one task under the active prompt (the bulk's, which /setup also warms in the background)."""
+    first = BATCH_TASKS + INTERACTIVE + WEBHOOKS
+    active = workload.interactive_body(first + IDLE + 1, workload.PROMPTS[0]) | {"params": {}}
+    assert post(client, "warm", "/predict", active).outcome == 200
+    calls = [
+        post(client, "idle", "/predict", workload.interactive_body(first + i, workload.PROMPTS[0]))
+        for i in range(IDLE + 1)
+    ]
+    return calls[1:]
 
 
 def _label_errors(call: Call, tasks: int) -> list[str]:
@@ -147,8 +179,11 @@ def _write_results(figures: dict[str, Any], folder: Path) -> Path:
     rows = "\n".join(f"| {name} | {value} |" for name, value in figures.items())
     results.with_suffix(".md").write_text(
         "# Load test (tests/load/test_load.py)\n\n"
-        f"{INTERACTIVE} concurrent interactive /predict, one {BATCH_TASKS}-task /predict and {WEBHOOKS} "
-        "ANNOTATION_CREATED webhooks at once against one `prompter serve` on the embedded model.\n\n"
+        f"{IDLE} interactive /predict one at a time on the idle server (idle_*), then {INTERACTIVE} concurrent "
+        f"interactive /predict, one {BATCH_TASKS}-task /predict and {WEBHOOKS} ANNOTATION_CREATED webhooks (their "
+        "corrections and refinements are background work) at once against one `prompter serve` on the embedded "
+        "model; once the 50 are answered, Shift+Enter one at a time while the bulk still runs (during_bulk_*). "
+        "p95_goal_s: idle p95 plus one forward chunk under load, the bound for during_bulk_p95_s.\n\n"
         f"| figure | value |\n| --- | --- |\n{rows}\n"
     )
     return results
@@ -167,6 +202,7 @@ def test_concurrent_interactive_batch_and_webhooks(
     with httpx.Client(base_url=server.url, timeout=CLIENT_TIMEOUT_S, limits=limits) as client:
         setup = client.post("/setup", json=workload.setup_body())
         assert setup.status_code == 200, setup.text
+        idle = _idle(client)
         started, cpu_before = time.perf_counter(), cpu_seconds(process_tree(sampler.pid))
         calls, batch_seconds = _drive(client)
         wall_seconds = time.perf_counter() - started
@@ -174,10 +210,22 @@ def test_concurrent_interactive_batch_and_webhooks(
         health = client.get("/health")
     peak_mib = sampler.stop()
 
-    by_kind = {kind: [c for c in calls if c.kind == kind] for kind in ("interactive", "batch", "webhook")}
+    kinds = ("interactive", "batch", "webhook", "during_bulk", "after_bulk")
+    by_kind = {kind: [c for c in calls if c.kind == kind] for kind in kinds}
     ok = {kind: [c for c in found if c.outcome == 200] for kind, found in by_kind.items()}
     load = Path("/proc/loadavg").read_text().split()[:3]
+    idle_ok = [c.seconds for c in idle if c.outcome == 200]
+    # one forward chunk under load: the bulk's time per chunk of PROMPTER_BATCH_SIZE tasks
+    chunk_seconds = batch_seconds * settings.batch_size / BATCH_TASKS if batch_seconds else None
+    idle_p95 = percentile(idle_ok, 95)
     figures = {
+        "idle_interactive_p50_s": _round(percentile(idle_ok, 50)),
+        "idle_interactive_p95_s": _round(idle_p95),
+        "chunk_seconds_under_load": _round(chunk_seconds),
+        "during_bulk_requests": len(by_kind["during_bulk"]),
+        "during_bulk_p50_s": _round(percentile([c.seconds for c in ok["during_bulk"]], 50)),
+        "during_bulk_p95_s": _round(percentile([c.seconds for c in ok["during_bulk"]], 95)),
+        "p95_goal_s": _round(idle_p95 + chunk_seconds) if idle_p95 is not None and chunk_seconds else None,
         "interactive_requests": INTERACTIVE,
         "interactive_200": len(ok["interactive"]),
         "interactive_p50_s": _round(percentile([c.seconds for c in ok["interactive"]], 50)),
@@ -204,9 +252,10 @@ def test_concurrent_interactive_batch_and_webhooks(
     assert not unexpected, f"answers other than 200 or 503+Retry-After+detail: {unexpected[:10]}\n" + "\n".join(
         sorted(set(server.log_errors()))[:20]
     )
+    assert len(idle_ok) == IDLE, [c.outcome for c in idle]
     assert len(by_kind["interactive"]) == INTERACTIVE and len(by_kind["webhook"]) == WEBHOOKS
     assert batch_seconds is not None, "the bulk request never got a 200"
-    errors = [e for c in ok["interactive"] for e in _label_errors(c, 1)]
+    errors = [e for kind in ("interactive", "during_bulk") for c in ok[kind] for e in _label_errors(c, 1)]
     errors += [e for c in ok["batch"] for e in _label_errors(c, BATCH_TASKS)]
     assert not errors, errors[:10]
 

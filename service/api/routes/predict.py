@@ -12,7 +12,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from constraints.base import Engine
-from service import budget
+from service import budget, explain
 from service.api.deps import SessionDep
 from service.api.protocol import PredictRequest, PredictResponse, TaskResult
 from service.labeling import ProjectSchema, parse_config
@@ -77,6 +77,14 @@ def _store(session: Session, plan: PredictPlan, mv: str, tasks: list[Any], preds
         log.exception("predictions for project %s were returned but not stored", plan.project_id)
 
 
+def _explain(session: Session, plan: PredictPlan, tasks: list[Any], preds: list[TaskPrediction]) -> None:
+    try:
+        explain.explain_predictions(session, plan.project_id, plan.schema, plan.prompt, tasks, preds)
+    except Exception:  # the labels are the answer; the response box then says nothing rather than fail it
+        session.rollback()
+        log.exception("project %s: the response could not be explained", plan.project_id)
+
+
 @router.post("/predict")
 async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
     """An empty ``tasks`` list is answered with an empty ``results`` list (nothing to do, no model needed)."""
@@ -96,7 +104,7 @@ async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
     limit = budget.task_token_budget(plan.engine)
     model_tasks, cuts, text_tokens = await run_in_threadpool(budget.cut_tasks, plan.engine, plan.schema, tasks, limit)
     with_response = interactive or len(tasks) == 1 or settings.response_in_batch
-    cost = budget.estimate(plan.engine, plan.schema, text_tokens, with_response, settings.response_max_tokens)
+    cost = budget.estimate(plan.engine, plan.schema, text_tokens, with_response, host.response_tokens())
     if cost is not None and cost.too_long:
         log.warning("project %s: %d tasks refused: %s", plan.project_id, len(tasks), cost.detail(plan.project_id))
         raise HTTPException(status_code=status.HTTP_413_CONTENT_TOO_LARGE, detail=cost.detail(plan.project_id))
@@ -105,6 +113,8 @@ async def predict(body: PredictRequest, session: SessionDep) -> PredictResponse:
     predictions = await host.run_predictions(
         plan.engine, plan.schema, model_tasks, plan.prompt, interactive=interactive
     )
+    if with_response and explain.explains():
+        await run_in_threadpool(_explain, session, plan, model_tasks, predictions)
     for prediction, task_cuts in zip(predictions, cuts, strict=True):
         prediction.result = budget.mark_cut(prediction.result, task_cuts)
     mv = model_version(plan.prompt.version_id, plan.engine.model_id)
