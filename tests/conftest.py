@@ -83,6 +83,7 @@ def _fresh_process_state() -> Iterator[None]:
         events.on_annotation_saved.clear()
         events.on_annotations_deleted.clear()
         events.on_engine_ready.clear()
+        events.on_prompt_version.clear()
         latencies.clear()
 
     clear()

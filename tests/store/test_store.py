@@ -31,7 +31,7 @@ def test_migration_creates_schema(db_url: str) -> None:
     uniques = inspector.get_unique_constraints("prediction")
     assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
     with db.sql_engine(db_url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
