@@ -52,6 +52,9 @@ def test_a_typed_prompt_is_measured_on_the_annotated_tasks_and_accepted(
     project = ls_api.create_project("prompter e2e live evaluation", prompt_centric_config(labels))
     pid = project["id"]
     task_ids = ls_api.import_tasks(pid, [dialogue_task(u) for u in chosen])
+    # the project's first /setup warms its prompt, which on a busy 2-core machine outlasts Label Studio's 3 s check
+    setup = {"project": str(pid), "schema": project["label_config"]}
+    assert httpx.post(f"{prompter_server.url}/setup", json=setup, timeout=300).status_code == 200
     ml = ls_api.connect_ml_backend(pid, prompter_server.url, is_interactive=True)
 
     started = time.monotonic()
