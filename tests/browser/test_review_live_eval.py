@@ -15,10 +15,12 @@ from sqlmodel import Session
 
 from service.demonstrations import compose, pool_from_tasks
 from service.labeling import parse_config
+from service.settings import settings
 from service.store import db, repo
 from service.store.tasks import annotated_tasks
 from tests.agent.conftest import CopyEngine, labeled
 from tests.browser.conftest import Served
+from tests.browser.test_review_flow import SHOTS
 
 PROJECT = "1"
 WAIT_S = 90
@@ -72,8 +74,9 @@ def rows(driver: WebDriver) -> list[dict]:
 
 
 def test_a_typed_prompt_is_measured_flagged_and_made_active_without_a_reload(
-    served: Served, browser: WebDriver, db_url: str
+    served: Served, browser: WebDriver, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(settings.agent, "disagreements_trigger", 1000)  # no refinement: the typed prompt is the news
     api = httpx.Client(base_url=served.url, auth=served.auth, timeout=60)
     setup = {"project": f"{PROJECT}.17", "schema": CONFIG, "hostname": "http://ls.example:8080"}
     assert api.post("/setup", json=setup).status_code == 200
@@ -103,6 +106,8 @@ def test_a_typed_prompt_is_measured_flagged_and_made_active_without_a_reload(
     assert evaluation["significant"] and evaluation["compared_with_id"] == active.id
     assert evaluation["accuracy"] > evaluation["compared_accuracy"]
 
+    if SHOTS is not None:
+        browser.find_element(By.ID, "history-section").screenshot(str(SHOTS / "review-live-eval.png"))
     browser.find_element(By.CSS_SELECTOR, '#history th[data-sort="eval-accuracy"]').click()  # highest first
     wait.until(lambda d: rows(d)[0]["id"] == typed_id)
     browser.find_element(By.CSS_SELECTOR, '#history th[data-sort="eval-accuracy"]').click()  # lowest first
