@@ -404,6 +404,11 @@ def evaluator() -> LiveEvaluator:
     return _evaluator
 
 
+def idle(timeout: float | None = None) -> bool:
+    """Wait until the process's live evaluator has nothing waiting or running (tests, shutdown)."""
+    return _evaluator is None or _evaluator.join(timeout)
+
+
 def on_prompt_version(project_id: str, version_id: int, trigger: str) -> None:
     evaluator().request(version_id, trigger)
 

@@ -113,8 +113,10 @@ def test_a_typed_prompt_is_measured_flagged_and_made_active_without_a_reload(
     browser.find_element(By.CSS_SELECTOR, '#history th[data-sort="eval-accuracy"]').click()  # lowest first
     wait.until(lambda d: rows(d)[0]["id"] != typed_id and rows(d)[0]["accuracy"] != "")
 
-    browser.find_element(By.CSS_SELECTOR, f'#history tr[data-id="{typed_id}"] button.make-active').click()
-    browser.find_element(By.CSS_SELECTOR, f'#history tr[data-id="{typed_id}"] button.confirm-make-active').click()
+    for button in ("button.make-active", "button.confirm-make-active"):  # the history scrolls sideways to them
+        found = browser.find_element(By.CSS_SELECTOR, f'#history tr[data-id="{typed_id}"] {button}')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", found)
+        found.click()
     wait.until(lambda d: "active" in next(r["cls"] for r in rows(d) if r["id"] == typed_id).split())
     assert f"prompt-{typed_id}@stub-copy" in browser.find_element(By.ID, "message").text
     assert predict(api)["model_version"] == f"prompt-{typed_id}@stub-copy"  # what Label Studio sees now
