@@ -5,6 +5,7 @@ version is made active by the proposals' accept flow. The tiny real engine, the 
 from __future__ import annotations
 
 import copy
+import threading
 
 from fastapi.testclient import TestClient
 
@@ -25,6 +26,11 @@ TYPED = "Which intent does the customer have?"
 
 def annotate(client: TestClient, ls: dict, project: int = 1) -> None:
     """Six annotated tasks by webhook (their data comes with the event), then the background work done."""
+    annotate_only(client, ls, project)
+    settle()
+
+
+def annotate_only(client: TestClient, ls: dict, project: int = 1) -> None:
     for i, (text, intent) in enumerate(zip(TEXTS, INTENTS, strict=True), start=1):
         event = copy.deepcopy(ls["webhook_annotation_created"])
         event["project"]["id"] = project
@@ -34,7 +40,6 @@ def annotate(client: TestClient, ls: dict, project: int = 1) -> None:
         ]
         event["task"] = {"id": i, "project": project, "data": {"dialogue": [{"author": "customer", "text": text}]}}
         assert client.post("/webhook", json=event).status_code == 200
-    settle()
 
 
 def settle() -> None:
@@ -107,3 +112,30 @@ def test_a_project_without_annotations_gets_no_evaluation(client: TestClient, ls
     settle()
     assert all(v["evaluation"] is None for v in versions(client).values())
     assert client.get("/metrics").json()["evaluations"] == {"ok": 0, "failed": 0}
+
+
+def test_a_stuck_evaluation_never_holds_up_predict_or_the_webhook(client: TestClient, ls: dict, tiny_engine) -> None:
+    """The evaluator's engine is held (as a long evaluation would hold it): annotations and a typed prompt are
+    still answered, and the evaluations land once it is let go."""
+    gate = threading.Event()
+
+    def held():
+        assert gate.wait(120), "never let go"
+        return tiny_engine
+
+    evaluator = live_eval.LiveEvaluator(held, live_eval.evaluator().sessions)
+    live_eval.install(evaluator)
+    try:
+        assert client.post("/setup", json=ls["setup"]).status_code == 200
+        annotate_only(client, ls)  # each webhook queues a re-evaluation behind the held one
+        type_prompt(client, ls, TYPED)  # answered while the evaluator waits
+        assert not evaluator.join(0.5)  # still held: nothing was measured
+        assert client.get("/metrics").json()["evaluations"] == {"ok": 0, "failed": 0}
+        gate.set()
+        settle()
+        typed = next(v for v in versions(client).values() if v["text"] == TYPED)
+        assert typed["evaluation"]["status"] == "ok" and typed["evaluation"]["tasks"] == 6
+    finally:
+        gate.set()
+        assert evaluator.join(120)
+        live_eval._evaluator = None  # the next app gets the process's own evaluator
