@@ -76,6 +76,13 @@ def sign_test(breaks: int, fixes: int) -> float:
     return min(1.0, sum(math.comb(n, i) for i in range(fixes, n + 1)) / 2**n)
 
 
+def beats(fixes: int, breaks: int, alpha: float) -> tuple[float, bool]:
+    """The agent's rule for "better than the base": (the one-sided exact p-value, whether it fixes more tasks
+    than it breaks with p below ``alpha``). Proposals and live evaluations both decide by it."""
+    p = sign_test(breaks, fixes)
+    return p, fixes > breaks and p < alpha
+
+
 def tasks_needed(fixes: int, breaks: int, n: int, alpha: float, limit: int = 100_000) -> int | None:
     """The fewest annotated tasks at which the observed gain (``fixes`` and ``breaks`` per ``n`` tasks, scaled)
     would pass the test at ``alpha``; None when there is no gain to prove or not even ``limit`` tasks would do."""
@@ -207,7 +214,7 @@ def compare(
     golds = [t.gold for t in tasks]
     fixes = [t.task_id for t, b, c in zip(tasks, base.correct, cand.correct, strict=True) if c and not b]
     breaks = [t.task_id for t, b, c in zip(tasks, base.correct, cand.correct, strict=True) if b and not c]
-    p = sign_test(len(breaks), len(fixes))
+    p, significant = beats(len(fixes), len(breaks), alpha)
     before, after = label_f1(base.preds, golds), label_f1(cand.preds, golds)
     changes = {}
     for key in sorted(set(before) | set(after)):
@@ -225,7 +232,6 @@ def compare(
             rows.append({"task_id": i, "gold": task.gold, "before": base.preds[j], "after": cand.preds[j]})
         return rows
 
-    significant = len(fixes) > len(breaks) and p < alpha
     figures = {
         "validation_tasks": len(tasks),
         "accuracy": {"before": round(base.accuracy, 4), "after": round(cand.accuracy, 4)},

@@ -91,6 +91,48 @@ def accept_proposal(session: Session, proposal_id: int, decided_by: str | None =
     return version
 
 
+def accept_version(
+    session: Session, version_id: int, decided_by: str | None = None, metrics: dict[str, Any] | None = None
+) -> tuple[PromptVersion, Proposal]:
+    """Make a typed version the active one as a proposal is accepted: a proposal (strategy "annotator", base =
+    the active version, the typed text, pool and weights, ``metrics`` the evidence) recorded as accepted by
+    ``decided_by``, pending proposals superseded. The version itself becomes active, so its lineage (its parent,
+    its author) stays and Label Studio sees its own ``model_version``. ReviewError when it is already active."""
+    version = session.get(PromptVersion, version_id)
+    if version is None:
+        raise NotFound(f"no prompt version {version_id}")
+    repo.lock_project(session, version.project_id)
+    active = repo.active_prompt(session, version.project_id)
+    if active is not None and active.id == version.id:
+        session.rollback()
+        raise ReviewError(f"prompt version {version_id} is already the active one")
+    now = utcnow()
+    session.exec(
+        update(Proposal)
+        .where(col(Proposal.project_id) == version.project_id, col(Proposal.status) == "pending")
+        .values(status="superseded", decided_at=now, reason=f"prompt version {version_id} was accepted")
+    )
+    proposal = Proposal(
+        project_id=version.project_id,
+        base_version_id=active.id if active is not None else version.id,
+        strategy="annotator",
+        text=version.text,
+        examples=version.examples,
+        decision=version.decision,
+        status="accepted",
+        metrics=metrics,
+        decided_at=now,
+        decided_by=decided_by,
+        result_version_id=version.id,
+    )
+    session.add(proposal)
+    repo.set_active(session, version)
+    session.commit()
+    session.refresh(version)
+    session.refresh(proposal)
+    return version, proposal
+
+
 def reject_proposal(session: Session, proposal_id: int, reason: str, decided_by: str | None = None) -> Proposal:
     """Reject a pending proposal with the reviewer's reason; NotPending if it was already decided."""
     if not reason or not reason.strip():

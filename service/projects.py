@@ -11,6 +11,7 @@ from service.knowledge import definitions
 from service.labeling import ProjectSchema
 from service.predictor import TaskDataError
 from service.prompting import default_prompt, shown_prompt
+from service.runtime import events
 from service.settings import settings
 from service.store import repo
 from service.store.models import PromptVersion
@@ -68,7 +69,7 @@ def resolve_prompt(session: Session, project_id: str, schema: ProjectSchema, con
         for control in schema.choices:  # a definition of a label outside the set: 422 naming it, nothing recorded
             definitions(typed, schema, control)
         # the typed instruction decides with the project's corrections and weights, as the active version did
-        return repo.record_prompt(
+        version = repo.record_prompt(
             session,
             project_id,
             typed,
@@ -77,6 +78,8 @@ def resolve_prompt(session: Session, project_id: str, schema: ProjectSchema, con
             examples=active.examples if active else None,
             decision=active.decision if active else None,
         )
+        events.emit_prompt_version(project_id, version.id, "typed")  # measured on the annotated tasks, later
+        return version
     return ensure_prompt(session, project_id, schema)
 
 

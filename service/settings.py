@@ -142,6 +142,19 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Start value of the prefill rate (default: 700 on a CPU; then measured)."
     )
 
+    # Live evaluation of prompt versions on the project's annotated tasks (agent/live_eval.py)
+    eval_live: bool = Field(
+        default=True, description="Evaluate every new prompt version on the annotated tasks, in the background."
+    )
+    eval_tasks: int = Field(
+        default=200, ge=1, description="Annotated tasks per evaluation, most recently annotated first."
+    )
+    eval_recent: int = Field(
+        default=3,
+        ge=0,
+        description="As annotations arrive, re-evaluate the active version and this many of the newest others.",
+    )
+
     # Store
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under PROMPTER_HOME.")
 

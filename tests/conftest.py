@@ -74,15 +74,20 @@ def tiny_engine():
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
-    """The engine, webhook hooks and latency samples are process-wide: start each test from nothing."""
+    """The engine, webhook hooks and latency samples are process-wide: start each test from nothing (and let the
+    live evaluator finish a test's evaluations, so none lands in the next test's database)."""
+    from agent import live_eval
     from service.api.telemetry import latencies
     from service.runtime import events, host
 
     def clear() -> None:
+        events.on_prompt_version.clear()
+        assert live_eval.idle(300), "the live evaluator did not finish"
         host.set_engine(None)
         events.on_annotation_saved.clear()
         events.on_annotations_deleted.clear()
         events.on_engine_ready.clear()
+        events.on_prompt_version.clear()
         latencies.clear()
 
     clear()

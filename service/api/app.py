@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from agent import hooks
+from agent import hooks, live_eval
 from constraints.base import Engine
 from service.api.auth import auth_enabled, require_basic_auth
 from service.api.errors import install_error_handlers
@@ -40,6 +40,7 @@ def create_app(engine: Engine | None = None, load_model: bool = True) -> FastAPI
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate)
         hooks.install()  # the agent learns from the webhooks this app receives
+        live_eval.install()  # every new prompt version is measured on the annotated tasks
         if engine is None and load_model:
             host.start_loading()
         yield

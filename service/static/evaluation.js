@@ -77,8 +77,13 @@ function headline(e, count) {
     ["Threshold", thresholdText(e), "eval-threshold"],
     ["Ground truth", e.source, "eval-source"],
     ["Model version", `${e.model_version} · control ${e.control}`, "eval-model"],
-    ["Evaluated", `${when(e.created_at)}${count > 1 ? ` (latest of ${count})` : ""}`, "eval-when"],
+    ["Evaluated", `${when(e.created_at)} · ${e.trigger === "cli" ? "prompter eval" : `live (${e.trigger})`}${count > 1 ? ` (latest of ${count})` : ""}`, "eval-when"],
   ];
+  if (typeof e.compared_accuracy === "number") {
+    rows.push(["Compared with", `version #${e.compared_with_id}, active then: ${pct(e.compared_accuracy)} on the same tasks; ` +
+      `${(e.fixes || []).length} fixed / ${(e.breaks || []).length} broken, p = ${pValue(e.p_value)}${e.significant ? " (better)" : ""}`, "eval-compared"]);
+  }
+  if (e.reason) rows.push(["Left out", e.reason, "eval-reason"]);
   return el(
     "table",
     { class: "metrics eval-headline" },
@@ -163,16 +168,19 @@ function coverageView(e) {
 
 // The version's latest evaluation, or a line saying there is none (or why it could not be read).
 function evaluationView(evaluations) {
-  const box = el("section", { class: "evaluation" }, el("h5", { text: "Latest evaluation (prompter eval)" }));
+  const box = el("section", { class: "evaluation" }, el("h5", { text: "Latest evaluation" }));
   if (evaluations instanceof Error) {
     box.append(el("p", { class: "error", text: evaluations.message }));
     return box;
   }
-  if (!evaluations.length) {
-    box.append(el("p", { class: "muted eval-none", text: "Never evaluated: run prompter eval against ground truth." }));
+  const e = evaluations.find((x) => x.status === "ok");
+  if (evaluations.length && evaluations[0].status !== "ok") {
+    box.append(el("p", { class: "error eval-failure", text: `The latest evaluation failed: ${evaluations[0].reason || "no reason given"}` }));
+  }
+  if (!e) {
+    box.append(el("p", { class: "muted eval-none", text: "Never evaluated: it is measured once the project has annotated tasks, or run prompter eval against ground truth." }));
     return box;
   }
-  const e = evaluations[0];
   box.append(
     headline(e, evaluations.length),
     perLabelTable(e),

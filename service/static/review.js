@@ -471,21 +471,108 @@ function accuracyChart(versions) {
   box.append(chart, el("p", { class: "muted", text: "Each version on the tasks annotated when it was validated." }));
 }
 
+// The history's columns that sort on a click of their header: each a value to sort on, newest first by default.
+const SORTS = {
+  version: (v) => v.id,
+  source: (v) => v.source,
+  created: (v) => v.created_at,
+  "eval-accuracy": (v) => evaluated(v) ? v.evaluation.accuracy : null,
+  "eval-macro-f1": (v) => evaluated(v) ? v.evaluation.macro_f1 : null,
+  "eval-ece": (v) => evaluated(v) ? v.evaluation.ece : null,
+  "eval-tasks": (v) => evaluated(v) ? v.evaluation.tasks : null,
+  "vs-active": (v) => vsActiveGain(v),
+};
+let historySort = { key: "version", descending: true };
+
+function evaluated(v) {
+  return Boolean(v.evaluation && v.evaluation.status === "ok");
+}
+
+function vsActiveGain(v) {
+  const e = v.evaluation;
+  return evaluated(v) && typeof e.compared_accuracy === "number" ? e.accuracy - e.compared_accuracy : null;
+}
+
+// Ties and versions never evaluated go last, whichever the direction.
+function sortVersions(versions) {
+  const value = SORTS[historySort.key] || SORTS.version;
+  const sign = historySort.descending ? -1 : 1;
+  return [...versions].sort((a, b) => {
+    const x = value(a), y = value(b);
+    if (x === y) return b.id - a.id;
+    if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    return (x < y ? -1 : 1) * sign;
+  });
+}
+
+function setUpSorting(projectId) {
+  for (const th of document.querySelectorAll("#history thead th[data-sort]")) {
+    th.tabIndex = 0;
+    const sortBy = () => {
+      const key = th.dataset.sort;
+      historySort = { key, descending: historySort.key === key ? !historySort.descending : key !== "eval-ece" };
+      if (shown.versions) renderHistory(projectId, shown.versions);
+    };
+    th.addEventListener("click", sortBy);
+    th.addEventListener("keydown", (event) => { if (event.key === "Enter") sortBy(); });
+  }
+}
+
+// A typed version that beats the active one by the agent's rule (more fixes than breaks, one-sided p < alpha).
+function beatsActive(v, active) {
+  const e = v.evaluation;
+  return evaluated(v) && !v.is_active && Boolean(e.significant) && Boolean(active) && e.compared_with_id === active.id;
+}
+
+function vsActiveText(v, active) {
+  const e = v.evaluation;
+  if (!e) return "";
+  if (e.status !== "ok") return "";
+  if (e.compared_with_id === null || e.compared_with_id === undefined) return v.is_active ? "(the active prompt)" : "";
+  const delta = 100 * (e.accuracy - e.compared_accuracy);
+  const then = active && active.id === e.compared_with_id ? "" : " (active then)";
+  return `#${e.compared_with_id}${then}: ${pct(e.compared_accuracy)}, ${delta > 0 ? "+" : ""}${delta.toFixed(1)} pts; ` +
+    `${e.fixes} fixed / ${e.breaks} broken, p = ${pValue(e.p_value)}`;
+}
+
+function evaluationTitle(e) {
+  if (!e) return null;
+  const what = e.trigger === "cli" ? "prompter eval" : `live evaluation (${e.trigger})`;
+  return `${what} on ${e.tasks} tasks, ${when(e.created_at)}${e.reason ? ` · ${e.reason}` : ""}`;
+}
+
 function renderHistory(projectId, versions) {
+  shown.versions = versions;
   accuracyChart(versions);
   const body = document.querySelector("#history tbody");
   body.replaceChildren();
   const view = document.getElementById("version-view");
   view.replaceChildren();
   view.dataset.version = "";
-  for (const v of [...versions].reverse()) {
+  const active = versions.find((x) => x.is_active);
+  for (const th of document.querySelectorAll("#history thead th[data-sort]")) {
+    th.setAttribute("aria-sort", th.dataset.sort === historySort.key ? (historySort.descending ? "descending" : "ascending") : "none");
+  }
+  for (const v of sortVersions(versions)) {
     const m = v.metrics || {};
-    const e = v.evaluation; // the latest prompter eval, null if never evaluated
-    const evaluated = e ? `prompter eval on ${e.tasks} tasks, ${when(e.created_at)}` : null;
+    const e = v.evaluation; // the latest evaluation, live or prompter eval; null if never evaluated
+    const ok = evaluated(v);
+    const failed = e && e.status !== "ok";
+    const title = evaluationTitle(e);
+    const flagged = beatsActive(v, active);
     const actions = el("td", { class: "actions" },
       el("button", { type: "button", class: "view", text: "View", onclick: () => showVersion(projectId, v) }));
     if (v.is_active) actions.append(el("span", { class: "badge", text: "active" }));
-    else {
+    else if (flagged) {
+      const status = el("span", { class: "card-status", hidden: true });
+      const confirm = el("span", { class: "confirm-accept", hidden: true },
+        `Make #${v.id} the active prompt? `,
+        el("button", { type: "button", class: "accept confirm-make-active", text: "Make active", onclick: () => acceptVersion(projectId, v.id, status) }),
+        el("button", { type: "button", class: "cancel", text: "Cancel", onclick: () => { confirm.hidden = true; ask.hidden = false; } }));
+      const ask = el("button", { type: "button", class: "make-active", text: "Make active…", onclick: () => { confirm.hidden = false; ask.hidden = true; } });
+      actions.append(ask, confirm, status);
+    } else {
       const confirm = el("span", { class: "confirm-rollback", hidden: true },
         `Make #${v.id} the active prompt? `,
         el("button", { type: "button", class: "confirm-activate", text: "Roll back", onclick: () => activate(projectId, v.id) }),
@@ -493,20 +580,25 @@ function renderHistory(projectId, versions) {
       const ask = el("button", { type: "button", class: "activate", text: "Roll back to this…", onclick: () => { confirm.hidden = false; ask.hidden = true; } });
       actions.append(ask, confirm);
     }
+    const flag = flagged
+      ? el("span", { class: "badge beats", text: "beats the active prompt", title: `one-sided exact McNemar test, p = ${pValue(e.p_value)}` })
+      : null;
     body.append(
       el(
         "tr",
-        { class: v.is_active ? "active" : "", "data-id": v.id, title: v.model_version },
-        el("td", { text: `#${v.id}` }),
+        { class: [v.is_active ? "active" : "", flagged ? "beats-active" : ""].join(" ").trim(), "data-id": v.id, title: v.model_version },
+        el("td", {}, `#${v.id}`, flag),
         el("td", { text: v.source }),
         el("td", { text: v.author || "–" }),
         el("td", { text: when(v.created_at) }),
         el("td", { text: v.parent_id ? `#${v.parent_id}` : "–" }),
         el("td", { text: m.accuracy ? beforeAfter(m.accuracy, pct) : "–" }),
         el("td", { text: m.macro_f1 ? beforeAfter(m.macro_f1, pct) : "–" }),
-        el("td", { class: "eval-accuracy", text: e ? pct(e.accuracy) : "", title: evaluated }),
-        el("td", { class: "eval-macro-f1", text: e ? pct(e.macro_f1) : "", title: evaluated }),
-        el("td", { class: "eval-ece", text: e ? num(e.ece, 3) : "", title: evaluated }),
+        el("td", { class: failed ? "eval-accuracy eval-failed" : "eval-accuracy", text: ok ? pct(e.accuracy) : failed ? "failed" : "", title }),
+        el("td", { class: "eval-macro-f1", text: ok ? pct(e.macro_f1) : "", title }),
+        el("td", { class: "eval-ece", text: ok ? num(e.ece, 3) : "", title }),
+        el("td", { class: "eval-tasks", text: ok ? String(e.tasks) : "", title }),
+        el("td", { class: "vs-active", text: vsActiveText(v, active), title }),
         el("td", { text: v.note || "" }),
         actions,
       ),
@@ -647,6 +739,22 @@ async function reject(projectId, proposalId, input, status) {
   }
 }
 
+async function acceptVersion(projectId, versionId, status) {
+  const button = status.parentElement.querySelector("button.confirm-make-active");
+  busy(button, true);
+  try {
+    const result = await api("POST", `${projectPath(projectId)}/prompts/${versionId}/accept`, { decided_by: reviewer() });
+    say(`Version #${result.version.id} accepted: it is now active (${result.model_version}).`, "ok");
+    await loadProject(projectId);
+  } catch (e) {
+    status.textContent = e.message;
+    status.className = "card-status error";
+    status.hidden = false;
+    busy(button, false);
+    if (e.status === 409) await loadProject(projectId);
+  }
+}
+
 async function activate(projectId, versionId) {
   try {
     const result = await api("POST", `${projectPath(projectId)}/prompts/${versionId}/activate`);
@@ -699,6 +807,7 @@ async function main() {
     await loadProjects(current);
     if (current !== null) {
       document.getElementById("refine").addEventListener("click", () => refine(current));
+      setUpSorting(current);
       await loadProject(current);
     } else {
       say("Choose a project.", "info");

@@ -159,11 +159,25 @@ class AnnotationPublic(AnnotationBase):
     stored_at: datetime
 
 
-# Evaluations (`prompter eval` against ground truth)
+# Evaluations (`prompter eval` and live evaluations against ground truth)
+
+EVALUATION_TRIGGERS: tuple[str, ...] = (
+    "cli",
+    "typed",
+    "accepted",
+    "activated",
+    "annotations",
+    "comparison",
+    "catch_up",
+)
+EvaluationStatus = Literal["ok", "failed"]
 
 
 class EvaluationBase(SQLModel):
-    """One prompt version scored by one `prompter eval` run; the curves are ``service.metrics``'s output."""
+    """One prompt version scored on ground truth, by a `prompter eval` run (``trigger`` "cli") or by the live
+    evaluator (``agent.live_eval``) on the project's annotated tasks, compared with the version active then.
+    The curves are ``service.metrics``'s output. A failed evaluation (``status`` "failed") has no figures and
+    says why in ``reason``."""
 
     project_id: str = Field(foreign_key="project.id", index=True, max_length=64)
     prompt_version_id: int = Field(foreign_key="prompt_version.id", index=True)
@@ -172,16 +186,29 @@ class EvaluationBase(SQLModel):
     source: str = Field(sa_type=sa.Text)  # where the ground truth came from (a file, a Label Studio project)
     control: str = Field(max_length=255)  # the Choices control scored
     tasks: int  # tasks scored (with ground truth and a prediction)
-    accuracy: float
-    macro_f1: float
-    micro_f1: float
-    ece: float
+    accuracy: float | None  # None when the evaluation failed
+    macro_f1: float | None
+    micro_f1: float | None
+    ece: float | None
     target_accuracy: float | None = None
     threshold: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # the point reaching it, if any
     per_label: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)  # label -> P, R, F1, support
     confusion: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # {labels, matrix}; single choice only
     reliability: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)  # calibration bins
     coverage: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)  # accuracy vs coverage points
+    # live evaluations (migration 0006)
+    trigger: str = Field(default="cli", max_length=32)  # one of EVALUATION_TRIGGERS
+    status: str = Field(default="ok", max_length=16)  # EvaluationStatus
+    reason: str | None = Field(default=None, sa_type=sa.Text)  # why it failed, or which tasks were left out
+    tasks_key: str | None = Field(default=None, max_length=64)  # digest of (task id, gold) scored: same tasks
+    compared_with_id: int | None = Field(default=None, foreign_key="prompt_version.id")  # the active version
+    compared_accuracy: float | None = None  # the active version's accuracy on the same tasks
+    fixes: list[int] = Field(default_factory=list, sa_type=sa.JSON)  # task ids right here, wrong under the active
+    breaks: list[int] = Field(default_factory=list, sa_type=sa.JSON)  # task ids wrong here, right under the active
+    p_value: float | None = None  # one-sided exact McNemar (sign) test on fixes vs breaks
+    significant: bool | None = None  # beats the active version by the agent's rule (agent.evaluate.beats)
+    outcomes: dict[str, bool] | None = Field(default=None, sa_type=sa.JSON)  # task id -> correct, for pairing
+    seconds: float | None = None  # how long the scoring took
 
 
 class Evaluation(EvaluationBase, table=True):
@@ -199,14 +226,23 @@ class EvaluationPublic(EvaluationBase):
 
 
 class EvaluationHeadline(SQLModel):
-    """A version's latest evaluation in the prompt history: its headline figures only."""
+    """A version's latest evaluation in the prompt history: its headline figures and its comparison only."""
 
     id: int
     tasks: int
-    accuracy: float
-    macro_f1: float
-    ece: float
+    accuracy: float | None
+    macro_f1: float | None
+    ece: float | None
     created_at: datetime
+    trigger: str = "cli"
+    status: str = "ok"
+    reason: str | None = None
+    compared_with_id: int | None = None
+    compared_accuracy: float | None = None
+    fixes: int = 0  # how many
+    breaks: int = 0
+    p_value: float | None = None
+    significant: bool | None = None
 
 
 # The agent's tables

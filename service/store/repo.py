@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col, delete, select
+from sqlmodel import Session, SQLModel, col, delete, func, select
 
 from constraints.errors import NotFound
 from service.store.models import (
@@ -352,19 +353,77 @@ def list_evaluations(session: Session, prompt_version_id: int) -> list[Evaluatio
     return list(session.exec(statement.order_by(col(Evaluation.created_at).desc(), col(Evaluation.id).desc())))
 
 
+HEADLINE_COLUMNS = (
+    "id", "tasks", "accuracy", "macro_f1", "ece", "created_at", "trigger", "status", "reason",
+    "compared_with_id", "compared_accuracy", "p_value", "significant",
+)  # fmt: skip
+
+
 def latest_evaluations(session: Session, project_id: str) -> dict[int, EvaluationHeadline]:
-    """Prompt version id -> the headline figures of its newest evaluation (the curves are not read)."""
-    figures = (Evaluation.id, Evaluation.tasks, Evaluation.accuracy, Evaluation.macro_f1, Evaluation.ece)
-    statement = select(Evaluation.prompt_version_id, *figures, Evaluation.created_at)
+    """Prompt version id -> the headline figures and comparison of its newest evaluation (the curves and the
+    per-task outcomes are not read)."""
+    columns = [getattr(Evaluation, name) for name in HEADLINE_COLUMNS]
+    statement = select(Evaluation.prompt_version_id, Evaluation.fixes, Evaluation.breaks, *columns)
     statement = statement.where(Evaluation.project_id == project_id)
     latest: dict[int, EvaluationHeadline] = {}
     for row in session.exec(statement.order_by(col(Evaluation.created_at), col(Evaluation.id))):
         latest[row.prompt_version_id] = EvaluationHeadline(
-            id=row.id,
-            tasks=row.tasks,
-            accuracy=row.accuracy,
-            macro_f1=row.macro_f1,
-            ece=row.ece,
-            created_at=row.created_at,
+            **{name: getattr(row, name) for name in HEADLINE_COLUMNS},
+            fixes=len(row.fixes or []),
+            breaks=len(row.breaks or []),
         )
     return latest
+
+
+def latest_evaluation(
+    session: Session, version_id: int, tasks_key: str | None = None, ok: bool = True
+) -> Evaluation | None:
+    """The version's newest evaluation (with ``ok``, a successful one; with ``tasks_key``, one on those very
+    tasks and gold labels), or None."""
+    statement = select(Evaluation).where(Evaluation.prompt_version_id == version_id)
+    if ok:
+        statement = statement.where(Evaluation.status == "ok")
+    if tasks_key is not None:
+        statement = statement.where(Evaluation.tasks_key == tasks_key)
+    return session.exec(statement.order_by(col(Evaluation.created_at).desc(), col(Evaluation.id).desc())).first()
+
+
+@dataclass(frozen=True)
+class LiveComparison:
+    """A version's latest successful evaluation and, on the very same tasks, the version it was compared with
+    (the active one when it was scored); ``active`` is None when the version was itself the active one."""
+
+    evaluation: Evaluation
+    active: Evaluation | None
+
+
+def latest_comparison(session: Session, version_id: int) -> LiveComparison | None:
+    """What the response and the review page say about a version: its latest successful evaluation (accuracy,
+    ``tasks``, macro-F1, ECE, fixes, breaks, ``p_value``, ``significant``) and the compared version's figures
+    on the same tasks. None when the version was never evaluated (e.g. its project has no annotated tasks)."""
+    evaluation = latest_evaluation(session, version_id)
+    if evaluation is None:
+        return None
+    active = None
+    if evaluation.compared_with_id is not None:
+        active = latest_evaluation(session, evaluation.compared_with_id, evaluation.tasks_key)
+    return LiveComparison(evaluation, active)
+
+
+def count_evaluations(session: Session) -> dict[str, int]:
+    """How many evaluations the store holds, by status ("ok", "failed")."""
+    statement = select(Evaluation.status, func.count()).group_by(col(Evaluation.status))
+    return {status: n for status, n in session.exec(statement)}
+
+
+def annotation_recency(session: Session, project_id: str) -> dict[int, int]:
+    """Task id -> the id of its newest annotation (Label Studio's ids grow): the most recently annotated first."""
+    statement = select(Annotation.task_id, func.max(Annotation.id)).where(Annotation.project_id == project_id)
+    return {task_id: newest for task_id, newest in session.exec(statement.group_by(col(Annotation.task_id)))}
+
+
+def recent_versions(session: Session, project_id: str, n: int) -> list[PromptVersion]:
+    """The project's active version, then its ``n`` newest other versions."""
+    versions = sorted(list_prompt_versions(session, project_id), key=lambda v: (not v.is_active, -(v.id or 0)))
+    active = [v for v in versions if v.is_active]
+    return active + [v for v in versions if not v.is_active][:n]

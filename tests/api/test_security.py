@@ -46,6 +46,7 @@ def state_changing(ls: dict, proposal_id: int) -> list[tuple[str, Any]]:
         ("/predict", ls["predict_batch"]),
         ("/webhook", ls["webhook_annotation_created"]),
         ("/projects/1/prompts/2/activate", None),
+        ("/projects/1/prompts/2/accept", {"decided_by": "mallory"}),
         (f"/proposals/{proposal_id}/accept", {"decided_by": "mallory"}),
         (f"/proposals/{proposal_id}/reject", {"reason": "forged"}),
         ("/projects/1/refine", None),
@@ -243,6 +244,7 @@ def test_reviewer_accounts_are_required_and_named(
             (f"/proposals/{seeded}/accept", {}),
             (f"/proposals/{seeded}/reject", {"reason": "x"}),
             ("/projects/1/prompts/2/activate", None),
+            ("/projects/1/prompts/2/accept", {}),
             ("/projects/1/refine", None),
         ]:
             response = client.post(path, json=body, auth=auth)

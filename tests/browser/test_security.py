@@ -115,6 +115,7 @@ def target(
             ("/predict", captured["predict_batch"]["body"]),
             ("/webhook", captured["webhook_annotation_created"]["body"]),
             ("/projects/1/prompts/2/activate", None),
+            ("/projects/1/prompts/2/accept", {"decided_by": "mallory"}),
             (f"/proposals/{proposal_id}/accept", {"decided_by": "mallory"}),
             (f"/proposals/{proposal_id}/reject", {"reason": "forged"}),
             ("/projects/1/refine", None),

@@ -31,7 +31,7 @@ def test_migration_creates_schema(db_url: str) -> None:
     uniques = inspector.get_unique_constraints("prediction")
     assert [u["column_names"] for u in uniques] == [["project_id", "task_id", "model_version"]]
     with db.sql_engine(db_url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -64,6 +64,27 @@ def test_evaluation_migration_downgrades_and_upgrades_again(db_url: str) -> None
     assert "evaluation" in sa.inspect(engine).get_table_names()
     with Session(engine) as session:
         assert repo.get_project(session, "3") is not None
+
+
+def test_live_evaluation_migration_keeps_prompter_eval_rows_and_drops_failures_on_the_way_down(db_url: str) -> None:
+    with Session(db.sql_engine(db_url)) as session:
+        version = repo.record_prompt(session, "1", "Classify the intent.", "default")
+        ok, failed = _evaluation("1", version.id, "a", 0.5), _evaluation("1", version.id, "b", 0.5)
+        failed = failed.model_copy(update={"accuracy": None, "status": "failed", "reason": "engine down"})
+        repo.save_evaluations(session, [ok, failed])
+        version_id = version.id
+    engine = db.sql_engine(db_url)
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    with engine.connect() as conn:  # a failed live evaluation has no figures for the old schema: gone
+        assert conn.execute(sa.text("SELECT run_id, accuracy FROM evaluation")).all() == [("a", 0.5)]
+    db.migrate(db_url)
+    with Session(engine) as session:
+        (row,) = repo.list_evaluations(session, version_id)
+        assert (row.trigger, row.status, row.fixes, row.breaks, row.compared_with_id) == ("cli", "ok", [], [], None)
+        assert repo.count_evaluations(session) == {"ok": 1}
 
 
 def test_one_active_version_migration_keeps_the_newest_and_then_refuses_two(db_url: str) -> None:

@@ -10,6 +10,7 @@ from sqlmodel import func, select
 from service.api.deps import SessionDep
 from service.api.telemetry import latencies
 from service.runtime import host
+from service.store import repo
 from service.store.models import Annotation, Prediction, Project, PromptVersion
 
 router = APIRouter(tags=["monitoring"])
@@ -30,5 +31,6 @@ def metrics(session: SessionDep) -> dict[str, Any]:
         "prompt_versions": count(PromptVersion),
         "predictions": count(Prediction),
         "annotations": count(Annotation),
+        "evaluations": {"ok": 0, "failed": 0, **repo.count_evaluations(session)},  # by status, live and `prompter eval`
         "latency": latencies.summary(),
     }

@@ -13,7 +13,7 @@ from agent import review
 from service.api.deps import SessionDep
 from service.api.reviewers import ReviewerDep
 from service.api.routes.projects import require_project
-from service.runtime import host
+from service.runtime import events, host
 from service.store import repo
 from service.store.models import EvaluationHeadline, EvaluationPublic, PromptVersion, PromptVersionPublic
 from service.versions import model_version
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
 
 class PromptVersionHistory(PromptVersionPublic):
     """A version as the history shows it: with the model version Label Studio sees while it is active, and the
-    headline figures of its latest `prompter eval` (None if it was never evaluated)."""
+    headline figures and comparison of its latest evaluation, live or `prompter eval` (None if never evaluated)."""
 
     model_version: str
     evaluation: EvaluationHeadline | None = None
@@ -49,7 +49,7 @@ def active_prompt(version: PromptVersion) -> ActivePrompt:
     )
 
 
-def _version_of(session: Session, project_id: str, version_id: int) -> PromptVersion:
+def version_of(session: Session, project_id: str, version_id: int) -> PromptVersion:
     """404 when there is no such version; 409 when it belongs to another project."""
     version = session.get(PromptVersion, version_id)
     if version is None:
@@ -86,7 +86,7 @@ def diff_prompts(
 ) -> PromptDiff:
     """Unified diff between two versions of the project's text, and the demonstration pool's change."""
     require_project(session, project_id)
-    to = _version_of(session, project_id, to_id)
+    to = version_of(session, project_id, to_id)
     if from_id is None:
         if to.parent_id is None:
             raise HTTPException(
@@ -94,7 +94,7 @@ def diff_prompts(
                 detail=f"prompt version {to_id} has no parent: say which version to compare it with (?from=)",
             )
         from_id = to.parent_id
-    _version_of(session, project_id, from_id)
+    version_of(session, project_id, from_id)
     diff, pool = review.version_change(session, from_id, to_id)
     return PromptDiff(from_id=from_id, to_id=to_id, diff=diff, pool=pool)
 
@@ -103,16 +103,20 @@ def diff_prompts(
 def activate_prompt(session: SessionDep, project_id: str, version_id: int, _: ReviewerDep) -> ActivePrompt:
     """Make a version of the project its active prompt again (rollback); the next /predict uses it."""
     require_project(session, project_id)
-    _version_of(session, project_id, version_id)
+    version_of(session, project_id, version_id)
     version = review.rollback(session, project_id, version_id)  # NotFound (404) if deleted in between
     host.warm_soon(project_id)
+    events.emit_prompt_version(project_id, version.id, "activated")
     return active_prompt(version)
 
 
 @router.get("/{version_id}/evaluations")
 def read_evaluations(session: SessionDep, project_id: str, version_id: int) -> list[EvaluationPublic]:
-    """The version's `prompter eval` results, newest first: headline figures, per-label scores, confusion matrix
-    (single choice), reliability bins and the accuracy-vs-coverage curve."""
+    """The version's evaluations, newest first: `prompter eval`'s (``trigger`` "cli") and the live ones on the
+    project's annotated tasks (``agent.live_eval``): headline figures, per-label scores, confusion matrix (single
+    choice), reliability bins, the accuracy-vs-coverage curve, and for a live one its comparison with the version
+    active then on the same tasks (``compared_with_id``, ``compared_accuracy``, ``fixes``, ``breaks``,
+    ``p_value``, ``significant``); a failed one has ``status`` "failed" and its ``reason``."""
     require_project(session, project_id)
-    _version_of(session, project_id, version_id)
+    version_of(session, project_id, version_id)
     return [EvaluationPublic.model_validate(e) for e in repo.list_evaluations(session, version_id)]

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, StringConstraints
 
-from agent import review
+from agent import live_eval, review
 from service.api.deps import SessionDep
 from service.api.reviewers import ReviewerDep
 from service.api.routes.projects import require_project
-from service.api.routes.prompts import ActivePrompt, active_prompt
-from service.runtime import host
+from service.api.routes.prompts import ActivePrompt, active_prompt, version_of
+from service.runtime import events, host
 from service.settings import settings
 from service.store.models import Proposal, ProposalStatus
 
@@ -96,6 +96,23 @@ def accept_proposal(
     version = review.accept_proposal(session, proposal_id, decided_by=decider(who, body and body.decided_by))
     proposal = review.get_proposal(session, proposal_id)
     host.warm_soon(version.project_id)
+    events.emit_prompt_version(version.project_id, version.id, "accepted")
+    return AcceptResponse(**active_prompt(version).model_dump(), proposal=_public(proposal))
+
+
+@router.post("/projects/{project_id}/prompts/{version_id}/accept")
+def accept_version(
+    session: SessionDep, project_id: str, version_id: int, who: ReviewerDep, body: AcceptRequest | None = None
+) -> AcceptResponse:
+    """Make a typed version the active prompt by the proposals' accept flow: recorded as an accepted proposal
+    (strategy "annotator", its live evaluation as the evidence, ``decided_by``), the version keeps its lineage
+    and Label Studio sees its ``model_version``. 409 when it is already active or belongs to another project."""
+    require_project(session, project_id)
+    version_of(session, project_id, version_id)
+    evidence = live_eval.evidence(session, version_id)
+    version, proposal = review.accept_version(session, version_id, decider(who, body and body.decided_by), evidence)
+    host.warm_soon(project_id)
+    events.emit_prompt_version(project_id, version.id, "accepted")
     return AcceptResponse(**active_prompt(version).model_dump(), proposal=_public(proposal))
 
 
