@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from service import evidence
 from service.labeling import ChoiceControl, ProjectSchema
@@ -78,27 +78,30 @@ def annotated_tasks(session: Session, project_id: str) -> int:
     return int(session.exec(statement).one() or 0)
 
 
-def latest_measured(session: Session, version_id: int | None, control: str) -> Measured | None:
-    """The version's newest evaluation of ``control`` (else of any control). Only the headline columns are read,
-    so rows written by a newer schema still load."""
-    if version_id is None:
+def _measured(evaluation: Evaluation | None) -> Measured | None:
+    if evaluation is None or evaluation.accuracy is None or not evaluation.tasks:
         return None
-    columns = (Evaluation.control, Evaluation.accuracy, Evaluation.tasks)
-    statement = select(*columns).where(Evaluation.prompt_version_id == version_id)
-    rows = session.exec(statement.order_by(col(Evaluation.created_at).desc(), col(Evaluation.id).desc())).all()
-    row = next((r for r in rows if r.control == control), rows[0] if rows else None)
-    if row is None or not row.tasks:
-        return None
-    return Measured(version_id, float(row.accuracy), int(row.tasks))
+    return Measured(evaluation.prompt_version_id, float(evaluation.accuracy), int(evaluation.tasks))
 
 
 def standing(session: Session, project_id: str, version_id: int | None, control: str) -> Standing:
+    """This version's latest evaluation and the active version's on the very same tasks (the live evaluation's
+    comparison); without one, the active version's own latest evaluation."""
     active = repo.active_prompt(session, project_id)
     active_id = active.id if active else None
+    comparison = repo.latest_comparison(session, version_id) if version_id is not None else None
+    this = _measured(comparison.evaluation) if comparison else None
+    other = None
+    if active_id is not None and active_id != version_id:
+        same_tasks = comparison.active if comparison else None
+        if same_tasks is not None and same_tasks.prompt_version_id == active_id:
+            other = _measured(same_tasks)
+        else:
+            other = _measured(repo.latest_evaluation(session, active_id))
     return Standing(
         annotated=annotated_tasks(session, project_id),
-        this=latest_measured(session, version_id, control),
-        active=latest_measured(session, active_id, control) if active_id != version_id else None,
+        this=this,
+        active=other,
         is_active=active_id is not None and active_id == version_id,
     )
 

@@ -94,6 +94,13 @@ def test_a_typed_prompt_is_measured_on_the_annotated_tasks_and_accepted(
     assert history[typed_id]["evaluation"]["id"] == evaluation["id"]  # what the review page's history shows
     assert _get(prompter_server, "/metrics")["evaluations"]["ok"] >= 2
 
+    # a later Shift+Enter with the same prompt says how it measured against the active one
+    again = ls_api.interactive_annotating(ml["id"], task_ids[1], prompt_context(TYPED))
+    said = "\n".join(t for r in again["data"]["result"] if r.get("type") == "textarea" for t in r["value"]["text"])
+    _say(f"the response says:\n{said}")
+    assert f"this prompt: {100 * evaluation['accuracy']:.0f}% on {N_TASKS} annotated tasks" in said
+    assert f"active prompt: {100 * evaluation['compared_accuracy']:.0f}%" in said
+
     accepted = httpx.post(f"{prompter_server.url}/projects/{pid}/prompts/{typed_id}/accept", json={}, timeout=60)
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["model_version"].startswith(f"prompt-{typed_id}@")
