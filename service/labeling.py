@@ -9,12 +9,23 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from label_studio_sdk.label_interface import LabelInterface
-from label_studio_sdk.label_interface.control_tags import ChoicesTag, TextAreaTag
+from label_studio_sdk.label_interface.control_tags import (
+    ChoicesTag,
+    HyperTextLabelsTag,
+    LabelsTag,
+    ParagraphLabelsTag,
+    TextAreaTag,
+)
 
 from constraints.errors import BadInput
 from constraints.labelset import LabelSet, LabelSetError
 
 TEXT_OBJECTS = {"text", "hypertext", "paragraphs"}
+# Span controls and the objects Prompter tags spans on: (control tag, result type, object tags)
+SPAN_CONTROLS = {
+    LabelsTag: ("labels", frozenset({"text", "hypertext"})),
+    HyperTextLabelsTag: ("hypertextlabels", frozenset({"hypertext"})),
+}
 
 
 class ConfigError(BadInput):
@@ -38,6 +49,16 @@ class ChoiceControl:
 
 
 @dataclass(frozen=True)
+class SpanControl:
+    """A Labels (or HyperTextLabels) control: spans of its object's text, each with one label of the set."""
+
+    name: str
+    to_name: str
+    label_set: LabelSet
+    kind: str  # the result type and value key: "labels" | "hypertextlabels"
+
+
+@dataclass(frozen=True)
 class TextControl:
     name: str
     to_name: str
@@ -49,6 +70,7 @@ class ProjectSchema:
     choices: tuple[ChoiceControl, ...]
     prompt: TextControl | None
     response: TextControl | None
+    spans: tuple[SpanControl, ...] = ()
 
     @property
     def data_keys(self) -> tuple[str, ...]:
@@ -75,6 +97,26 @@ def _choice_attrs(tag: ChoicesTag) -> tuple[tuple[str, ...], tuple[str, ...], tu
         names.append(attr.get("value", label))
         hints.append(attr.get("hint", "") or "")
     return tuple(labels), tuple(names), tuple(hints)
+
+
+def _span_control(control: Any, kind: str, targets: frozenset[str], objects: dict[str, Any]) -> SpanControl:
+    """A span control whose object Prompter can tag; ConfigError names the tag and the object otherwise."""
+    what = f"<{control.tag} name='{control.name}'>"
+    to_name = _to_name(control)
+    obj = objects.get(to_name)
+    if obj is None:
+        raise ConfigError(f"{what} points at '{to_name}', which is not an object of the config")
+    if obj.tag.lower() not in targets or not obj.value_name:
+        supported = " and ".join(sorted(t.capitalize() if t == "text" else "HyperText" for t in targets))
+        raise ConfigError(
+            f"{what} points at <{obj.tag} name='{obj.name}'>: Prompter tags spans on {supported} objects only"
+        )
+    labels, names, hints = _choice_attrs(control)
+    try:
+        label_set = LabelSet(labels=labels, names=names, hints=hints, multiple=True, allow_empty=True)
+    except LabelSetError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    return SpanControl(control.name, to_name, label_set, kind)
 
 
 def _required(tag: Any) -> bool:
@@ -110,9 +152,16 @@ def parse_config(xml: str, prompt_prefix: str = "prompt", response_name: str | N
         raise ConfigError("the labeling config has no Text, HyperText or Paragraphs object to read")
 
     choices: list[ChoiceControl] = []
+    spans: list[SpanControl] = []
     textareas: list[TextControl] = []
+    all_objects = {o.name: o for o in interface.objects}
     for control in interface.controls:
-        if isinstance(control, ChoicesTag):
+        span_kind = SPAN_CONTROLS.get(type(control))
+        if span_kind is not None:
+            spans.append(_span_control(control, *span_kind, all_objects))
+        elif isinstance(control, ParagraphLabelsTag):
+            raise ConfigError(f"<ParagraphLabels name='{control.name}'>: Prompter does not tag spans in dialogues yet")
+        elif isinstance(control, ChoicesTag):
             labels, names, hints = _choice_attrs(control)
             try:
                 label_set = LabelSet(
@@ -134,9 +183,9 @@ def parse_config(xml: str, prompt_prefix: str = "prompt", response_name: str | N
         response = next((t for t in others if t.name == response_name), None)
     else:
         response = others[0] if others else None
-    if not choices and response is None:
-        raise ConfigError("the labeling config has no Choices and no response TextArea for Prompter to fill")
-    return ProjectSchema(tuple(objects), tuple(choices), prompt, response)
+    if not choices and not spans and response is None:
+        raise ConfigError("the labeling config has no Choices, no Labels and no response TextArea for Prompter to fill")
+    return ProjectSchema(tuple(objects), tuple(choices), prompt, response, tuple(spans))
 
 
 def choices_config(labels: Sequence[str], multiple: bool = False, control: str = "label") -> str:
@@ -152,5 +201,26 @@ def choices_config(labels: Sequence[str], multiple: bool = False, control: str =
         f'  <Choices name={quoteattr(control)} toName="text" {mode}>\n'
         f"{choices}\n"
         "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def labels_config(labels: Sequence[str], control: str = "label", choices: Sequence[str] = ()) -> str:
+    """A config of one Text object (key ``text``) and one Labels control over ``labels`` (and, when given, a
+    single Choices ``intent`` control): what ``prompter simulate`` and ``eval`` build for span files."""
+    if not labels:
+        raise ConfigError("no labels given")
+    spans = "\n".join(f"    <Label value={quoteattr(label)}/>" for label in labels)
+    extra = ""
+    if choices:
+        options = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in choices)
+        extra = f'  <Choices name="intent" toName="text" choice="single" required="true">\n{options}\n  </Choices>\n'
+    return (
+        "<View>\n"
+        '  <Text name="text" value="$text"/>\n'
+        f'  <Labels name={quoteattr(control)} toName="text">\n'
+        f"{spans}\n"
+        "  </Labels>\n"
+        f"{extra}"
         "</View>\n"
     )

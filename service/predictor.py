@@ -24,6 +24,7 @@ from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
 from service.labeling import ChoiceControl, ProjectSchema
 from service.prompting import build_query, render_value, shown_prompt
+from service.span_decisions import decide_spans, span_shots
 from service.store.models import PredictionCreate, as_task_id
 
 
@@ -86,13 +87,14 @@ class TaskContext:
 
     shots: str = ""  # the template's ``{examples}``: the task's retrieved demonstrations
     evidence: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # control -> (labels, F)
+    span_shots: dict[str, str] = field(default_factory=dict)  # Labels control -> its demonstrations
 
 
 @dataclass
 class TaskPrediction:
-    result: list[dict]  # Label Studio regions: choices, response textarea, prompt textarea echo
+    result: list[dict]  # Label Studio regions: choices, spans, response textarea, prompt textarea echo
     score: float
-    labels: dict[str, list[str]]  # control name -> chosen labels
+    labels: dict[str, list[str]]  # control name -> chosen labels (spans: "start:end:label" keys)
     response: str | None
     latency_s: float
     probs: dict[str, dict[str, float]] | None = None  # control name -> label -> probability
@@ -163,8 +165,18 @@ def prepare(
         c.name: evidence.task_evidence(schema, c, prompt.text, prompt.examples, datas, own, exclude)
         for c in schema.choices
     }
+    lead = answer_lead(engine)
+    span_found = {
+        c.name: span_shots(prompt.examples, schema, c, datas, lead, exclude, own)
+        for c in schema.spans
+        if "{examples}" in prompt.text
+    }
     return [
-        TaskContext(shots=shots[i] if shots else "", evidence={name: x[i] for name, x in found.items()})
+        TaskContext(
+            shots=shots[i] if shots else "",
+            evidence={name: x[i] for name, x in found.items()},
+            span_shots={name: x[i] for name, x in span_found.items()},
+        )
         for i in range(len(datas))
     ]
 
@@ -200,6 +212,10 @@ def decide(
             raw[control.name] = logp
         weighed[control.name] = x
         decisions[control.name] = fused_decisions(x, control, prompt.weights(control))
+    tagged = {
+        c.name: decide_spans(engine, schema, c, prompt.text, datas, [x.span_shots.get(c.name, "") for x in contexts])
+        for c in schema.spans
+    }
 
     responses: list[str | None] = [None] * len(datas)
     if schema.response and response_max_tokens > 0:
@@ -226,6 +242,11 @@ def decide(
             probs[control.name] = d.probs
             scores.append(d.score)
             result.append(_region(control.name, control.to_name, "choices", {"choices": list(d.labels)}))
+        for control in schema.spans:
+            found = tagged[control.name][i]
+            labels[control.name] = found.keys
+            scores.append(found.score)
+            result.extend(found.regions)
         if schema.response and responses[i] is not None:
             r = schema.response
             result.append(_region(r.name, r.to_name, "textarea", {"text": [responses[i]]}))

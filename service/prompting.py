@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from constraints.base import Query
-from service.labeling import ChoiceControl, DataObject, ProjectSchema
+from service.labeling import ChoiceControl, DataObject, ProjectSchema, SpanControl
 
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TAG = re.compile(r"<[^>]+>")
@@ -40,7 +40,7 @@ def render_value(obj: DataObject, value: Any) -> str:
     return text.strip()
 
 
-def label_list(control: ChoiceControl) -> str:
+def label_list(control: ChoiceControl | SpanControl) -> str:
     return ", ".join(control.label_set.names)
 
 
@@ -53,6 +53,12 @@ def default_prompt(schema: ProjectSchema) -> str:
         how = "every label that applies" if control.label_set.multiple else "the one label that fits best"
         parts.append(
             f"Classify the {kind} by {_title(control.name).lower()}: choose {how} from: {label_list(control)}."
+        )
+    for control in schema.spans:
+        parts.append(
+            f"Tag {_title(control.name).lower()} in the text: for each span that is one of {label_list(control)}, "
+            "write a line 'label: span' with the span copied exactly from the text, in text order; "
+            "write none if there is no such span."
         )
     if not parts:
         return "Read the text and answer briefly."
@@ -86,7 +92,7 @@ def build_query(
     template: str,
     schema: ProjectSchema,
     data: dict[str, Any],
-    control: ChoiceControl | None,
+    control: ChoiceControl | SpanControl | None,
     cue: str | None = None,
     examples: str = "",
 ) -> Query:
