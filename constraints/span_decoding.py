@@ -112,7 +112,7 @@ class SpanDecoder:
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, prefix_ids: list[int], body_ids: list[int], source: SpanSource) -> SpanAnswer:
-        if not lines_possible(source, 0):
+        if not lines_possible(source, 0, self.max_span_tokens):
             return SpanAnswer((), 1.0, 0)
         prefix = self.scorer.prefix_state(prefix_ids)
         cache = DynamicCache(ddp_cache_data=[(k, v) for k, v in prefix.kv])
@@ -135,7 +135,7 @@ class SpanDecoder:
                 owner.setdefault(spans_trie.insert(tokens_of(source, c)), c)  # a repeated run: its leftmost copy
             finals = {}
             for end, c in owner.items():
-                more = len(spans) + 1 < MAX_SPANS and lines_possible(source, c.stop)
+                more = len(spans) + 1 < MAX_SPANS and lines_possible(source, c.stop, self.max_span_tokens)
                 finals[end] = [self.newline, self.stop] if more else [self.stop]
             last, nodes = self._tree(cache, pending, spans_trie)
             steps += 1

@@ -65,7 +65,7 @@ class SpanAnswer:
     steps: int = 0  # model calls the decoder made (speed accounting)
 
 
-def _inside_word(text: str, at: int) -> bool:
+def inside_word(text: str, at: int) -> bool:
     """True when ``at`` splits a word (letters or digits on both sides)."""
     return 0 < at < len(text) and text[at - 1].isalnum() and text[at].isalnum()
 
@@ -84,8 +84,8 @@ def segment(tokenizer, text: str) -> Segment:
             first += 1
         ids.append(int(tok))
         ranges.append((a, b))
-        starts.append(first < b and not _inside_word(text, first))
-        ends.append(b > first and not _inside_word(text, b))
+        starts.append(first < b and not inside_word(text, first))
+        ends.append(b > first and not inside_word(text, b))
     return Segment(text, tuple(ids), tuple(ranges), tuple(starts), tuple(ends))
 
 
@@ -146,9 +146,14 @@ def candidates(source: SpanSource, floor: int, max_tokens: int) -> list[Candidat
             last = t + length - 1
             if last >= len(seg.token_ids):
                 break
-            if seg.ends[last]:
+            if seg.ends[last] and _has_word(seg, t, last):
                 out.append(Candidate(p, p + length))
     return out
+
+
+def _has_word(seg: Segment, first: int, last: int) -> bool:
+    """A span holds a letter or digit: punctuation alone ("!", ".") is never an entity."""
+    return any(ch.isalnum() for ch in seg.text[seg.ranges[first][0] : seg.ranges[last][1]])
 
 
 def tokens_of(source: SpanSource, cand: Candidate) -> list[int]:
@@ -156,7 +161,6 @@ def tokens_of(source: SpanSource, cand: Candidate) -> list[int]:
     return [source.segments[flat[p][0]].token_ids[flat[p][1]] for p in range(cand.first, cand.stop)]
 
 
-def lines_possible(source: SpanSource, floor: int) -> bool:
+def lines_possible(source: SpanSource, floor: int, max_tokens: int) -> bool:
     """True while a span can still start at or after ``floor``."""
-    flat = source.positions
-    return any(source.segments[flat[p][0]].starts[flat[p][1]] for p in range(floor, len(flat)))
+    return bool(candidates(source, floor, max_tokens))
