@@ -6,7 +6,7 @@ Offsets (what Label Studio 1.23 stores, as its own editor tests pin them):
   emoji counts 1); HTML entities in a Text value are literal characters (``&amp;`` is 5).
 - ``HyperText``: ``start``/``end`` are XPaths of the text node (relative to the value's root), ``startOffset`` /
   ``endOffset`` count UTF-16 code units inside that node (what the browser's DOM ranges count, an emoji 2),
-  ``globalOffsets`` count code points over the document's text nodes, whitespace-only nodes left out. Entities
+  ``globalOffsets`` count code points over all the document's text nodes (its ``textContent``). Entities
   are decoded, as in the DOM; a span stays inside one text node.
 
 Spans never cross a line break (a newline ends a ``label: span`` line).
@@ -79,7 +79,8 @@ class _TextNodes(HTMLParser):
 
 
 def text_nodes(obj: DataObject, value: Any) -> tuple[TextNode, ...]:
-    """The text a span control tags: a Text value whole, a HyperText value's non-blank text nodes."""
+    """The text a span control tags: a Text value whole, a HyperText value's text nodes (script and style
+    left out)."""
     raw = "" if value is None else str(value)
     if obj.tag != "hypertext":
         return (TextNode(raw, "", 0),)
@@ -88,8 +89,6 @@ def text_nodes(obj: DataObject, value: Any) -> tuple[TextNode, ...]:
     parser.close()
     nodes, base = [], 0
     for text, xpath in parser.nodes:
-        if not text.strip():
-            continue
         nodes.append(TextNode(text, xpath, base))
         base += len(text)
     return tuple(nodes)
