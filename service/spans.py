@@ -21,6 +21,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from constraints.spans import SpanAnswer, SpanSource
+from service.budget import CUT_MARK
 from service.labeling import DataObject, SpanControl
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -95,12 +96,15 @@ def text_nodes(obj: DataObject, value: Any) -> tuple[TextNode, ...]:
 
 
 def task_text(engine: Any, obj: DataObject, value: Any) -> TaskText:
-    """Nodes split at line breaks into the constraint's segments (tokenized by ``engine.span_segment``)."""
+    """Nodes split at line breaks into the constraint's segments (tokenized by ``engine.span_segment``).
+
+    A text the token budget cut (``service.budget``: head, mark, tail) is tagged in its head only, where the
+    offsets are the original text's."""
     nodes = text_nodes(obj, value)
     segments, where = [], []
     for n, node in enumerate(nodes):
         at = 0
-        for line in node.text.split("\n"):
+        for line in node.text.split(CUT_MARK)[0].split("\n"):
             if line.strip():
                 segments.append(engine.span_segment(line))
                 where.append((n, at))

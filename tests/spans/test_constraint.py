@@ -148,3 +148,11 @@ def test_hypertext_regions_point_into_their_text_node(tiny_engine) -> None:
         assert as_utf16[2 * v["startOffset"] : 2 * v["endOffset"]].decode("utf-16-le") == v["text"]
         assert whole[v["globalOffsets"]["start"] : v["globalOffsets"]["end"]] == v["text"]
     assert len(set(keys)) == len(keys)
+
+
+def test_a_cut_text_is_tagged_in_its_head_only(tiny_engine) -> None:
+    from service.budget import CUT_MARK
+
+    head = "Alice flew from Paris"
+    _, tt = _source(tiny_engine, TEXT, head + CUT_MARK + "to Berlin on Monday")
+    assert [s.text for s in tt.source.segments] == [head]
