@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
 from label_studio_sdk.label_interface import LabelInterface
@@ -13,7 +14,10 @@ from label_studio_sdk.label_interface.control_tags import (
     ChoicesTag,
     HyperTextLabelsTag,
     LabelsTag,
+    NumberTag,
     ParagraphLabelsTag,
+    RatingTag,
+    TaxonomyTag,
     TextAreaTag,
 )
 
@@ -59,6 +63,24 @@ class SpanControl:
 
 
 @dataclass(frozen=True)
+class ValueControl:
+    """A Rating, Number or Taxonomy control, decided as a choice among its possible values: a rating among
+    "1".."maxRating", a number among min..max, a taxonomy among its paths ("A > A1"), whose token trie makes
+    each step a choice among the children of the step before."""
+
+    name: str
+    to_name: str
+    kind: str  # the result type and value key: "rating" | "number" | "taxonomy"
+    label_set: LabelSet  # names as the model writes them
+    values: tuple[Any, ...] = field(compare=False)  # per label: the Label Studio value (int, or [path])
+    options_text: str  # how the prompt's options line describes the values
+
+
+MAX_NUMBER_VALUES = 1001
+TAXONOMY_SEPARATOR = " > "
+
+
+@dataclass(frozen=True)
 class TextControl:
     name: str
     to_name: str
@@ -71,6 +93,7 @@ class ProjectSchema:
     prompt: TextControl | None
     response: TextControl | None
     spans: tuple[SpanControl, ...] = ()
+    values: tuple[ValueControl, ...] = ()
 
     @property
     def data_keys(self) -> tuple[str, ...]:
@@ -119,6 +142,70 @@ def _span_control(control: Any, kind: str, targets: frozenset[str], objects: dic
     return SpanControl(control.name, to_name, label_set, kind)
 
 
+def _int_attr(control: Any, key: str, default: int | None = None) -> int | None:
+    raw = (control.attr or {}).get(key)
+    if raw is None:
+        return default
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise ConfigError(f"<{control.tag} name='{control.name}'>: {key}='{raw}' is not a number") from None
+
+
+def _taxonomy_paths(xml: str, name: str, leafs_only: bool) -> list[tuple[str, ...]]:
+    """The selectable paths of the named Taxonomy, parents before children, in the config's order."""
+    root = ElementTree.fromstring(xml)
+    tag = next(e for e in root.iter() if e.tag.lower() == "taxonomy" and e.get("name") == name)
+    paths: list[tuple[str, ...]] = []
+
+    def walk(element: Any, prefix: tuple[str, ...]) -> None:
+        for child in element:
+            if child.tag.lower() != "choice":
+                continue
+            path = (*prefix, child.get("alias") or child.get("value") or "")
+            has_children = any(c.tag.lower() == "choice" for c in child)
+            if not (leafs_only and has_children):
+                paths.append(path)
+            walk(child, path)
+
+    walk(tag, ())
+    return paths
+
+
+def _value_control(control: Any, xml: str) -> ValueControl:
+    what = f"<{control.tag} name='{control.name}'>"
+    to_name = _to_name(control)
+    if isinstance(control, RatingTag):
+        top = _int_attr(control, "maxRating", 5)
+        if not 1 <= top <= 100:
+            raise ConfigError(f"{what}: maxRating must be between 1 and 100")
+        values: list[Any] = list(range(1, top + 1))
+        names = [str(v) for v in values]
+        kind, options = "rating", f"a rating from 1 to {top}"
+    elif isinstance(control, NumberTag):
+        low, high = _int_attr(control, "min"), _int_attr(control, "max")
+        if low is None or high is None or high < low or high - low + 1 > MAX_NUMBER_VALUES:
+            raise ConfigError(
+                f"{what}: Prompter fills a Number with min and max set, at most {MAX_NUMBER_VALUES} values apart"
+            )
+        values = list(range(low, high + 1))
+        names = [str(v) for v in values]
+        kind, options = "number", f"a whole number from {low} to {high}"
+    else:
+        leafs_only = str((control.attr or {}).get("leafsOnly", "false")).lower() == "true"
+        paths = _taxonomy_paths(xml, control.name, leafs_only)
+        if not paths:
+            raise ConfigError(f"{what} has no Choice to select")
+        values = [[list(p)] for p in paths]  # Label Studio stores a list of selected paths
+        names = [TAXONOMY_SEPARATOR.join(p) for p in paths]
+        kind, options = "taxonomy", ", ".join(names)
+    try:
+        label_set = LabelSet(labels=tuple(names), allow_empty=False)
+    except LabelSetError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    return ValueControl(control.name, to_name, kind, label_set, tuple(values), options)
+
+
 def _required(tag: Any) -> bool:
     return str((tag.attr or {}).get("required", "false")).lower() == "true"
 
@@ -153,12 +240,15 @@ def parse_config(xml: str, prompt_prefix: str = "prompt", response_name: str | N
 
     choices: list[ChoiceControl] = []
     spans: list[SpanControl] = []
+    values: list[ValueControl] = []
     textareas: list[TextControl] = []
     all_objects = {o.name: o for o in interface.objects}
     for control in interface.controls:
         span_kind = SPAN_CONTROLS.get(type(control))
         if span_kind is not None:
             spans.append(_span_control(control, *span_kind, all_objects))
+        elif isinstance(control, RatingTag | NumberTag | TaxonomyTag):
+            values.append(_value_control(control, xml))
         elif isinstance(control, ParagraphLabelsTag):
             raise ConfigError(f"<ParagraphLabels name='{control.name}'>: Prompter does not tag spans in dialogues yet")
         elif isinstance(control, ChoicesTag):
@@ -183,9 +273,9 @@ def parse_config(xml: str, prompt_prefix: str = "prompt", response_name: str | N
         response = next((t for t in others if t.name == response_name), None)
     else:
         response = others[0] if others else None
-    if not choices and not spans and response is None:
+    if not choices and not spans and not values and response is None:
         raise ConfigError("the labeling config has no Choices, no Labels and no response TextArea for Prompter to fill")
-    return ProjectSchema(tuple(objects), tuple(choices), prompt, response, tuple(spans))
+    return ProjectSchema(tuple(objects), tuple(choices), prompt, response, tuple(spans), tuple(values))
 
 
 def choices_config(labels: Sequence[str], multiple: bool = False, control: str = "label") -> str:

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from constraints.base import Decision, Engine
+from constraints.decisions import decision_from_scores
 from constraints.errors import BadInput
 from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
-from service.labeling import ChoiceControl, ProjectSchema
+from service.labeling import ChoiceControl, ProjectSchema, ValueControl
 from service.prompting import build_query, render_value, shown_prompt
 from service.span_decisions import decide_spans, span_shots
 from service.store.models import PredictionCreate, as_task_id
@@ -212,6 +214,7 @@ def decide(
             raw[control.name] = logp
         weighed[control.name] = x
         decisions[control.name] = fused_decisions(x, control, prompt.weights(control))
+    valued = {c.name: value_decisions(engine, schema, c, prompt.text, datas, shots) for c in schema.values}
     tagged = {
         c.name: decide_spans(engine, schema, c, prompt.text, datas, [x.span_shots.get(c.name, "") for x in contexts])
         for c in schema.spans
@@ -242,6 +245,12 @@ def decide(
             probs[control.name] = d.probs
             scores.append(d.score)
             result.append(_region(control.name, control.to_name, "choices", {"choices": list(d.labels)}))
+        for control in schema.values:
+            d, value = valued[control.name][i]
+            labels[control.name] = list(d.labels)
+            probs[control.name] = d.probs
+            scores.append(d.score)
+            result.append(_region(control.name, control.to_name, control.kind, {control.kind: value}))
         for control in schema.spans:
             found = tagged[control.name][i]
             labels[control.name] = found.keys
@@ -276,6 +285,20 @@ def fused_decisions(x: np.ndarray, control: ChoiceControl, weights: fusion.Weigh
             else tuple(x for x, c in zip(ls.labels, chosen[i], strict=True) if c)
         )
         out.append(Decision(picked, min(max(float(scores[i]), 1e-6), 1.0), named))
+    return out
+
+
+def value_decisions(
+    engine: Engine, schema: ProjectSchema, control: ValueControl, template: str, datas: list, shots: list[str]
+) -> list[tuple[Decision, Any]]:
+    """A Rating, Number or Taxonomy value per task: the most probable of the control's values under the label
+    trie (the model alone; no label knowledge or corrections for values), its probability the score."""
+    queries = [build_query(template, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)]
+    logp = torch.as_tensor(engine.label_logprobs(queries, control.label_set), dtype=torch.float64)
+    out = []
+    for row in logp:
+        d = decision_from_scores(row, control.label_set, 0.0)
+        out.append((d, control.values[control.label_set.labels.index(d.labels[0])]))
     return out
 
 

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from constraints.base import Query
-from service.labeling import ChoiceControl, DataObject, ProjectSchema, SpanControl
+from service.labeling import ChoiceControl, DataObject, ProjectSchema, SpanControl, ValueControl
 
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TAG = re.compile(r"<[^>]+>")
@@ -40,7 +40,13 @@ def render_value(obj: DataObject, value: Any) -> str:
     return text.strip()
 
 
-def label_list(control: ChoiceControl | SpanControl) -> str:
+Control = ChoiceControl | SpanControl | ValueControl
+
+
+def label_list(control: Control) -> str:
+    """What the options line says: the labels, or a Rating's / Number's range."""
+    if isinstance(control, ValueControl):
+        return control.options_text
     return ", ".join(control.label_set.names)
 
 
@@ -60,6 +66,9 @@ def default_prompt(schema: ProjectSchema) -> str:
             "write a line 'label: span' with the span copied exactly from the text, in text order; "
             "write none if there is no such span."
         )
+    for control in schema.values:
+        what = {"rating": "Rate", "number": "Answer with", "taxonomy": "Choose the category path of"}[control.kind]
+        parts.append(f"{what} {_title(control.name).lower()}: {label_list(control)}.")
     if not parts:
         return "Read the text and answer briefly."
     return "\n".join(parts)
@@ -92,7 +101,7 @@ def build_query(
     template: str,
     schema: ProjectSchema,
     data: dict[str, Any],
-    control: ChoiceControl | SpanControl | None,
+    control: Control | None,
     cue: str | None = None,
     examples: str = "",
 ) -> Query:
