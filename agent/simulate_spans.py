@@ -95,7 +95,9 @@ def _above(spans: list[tuple[tuple[int, int, str], float]], threshold: float) ->
 
 def _figures(gold: list[SpanRow], pred: list[list[tuple[int, int, str]]]) -> dict[str, Any]:
     scores = span_metrics.both([r.spans for r in gold], pred)
+    exact_tasks = sum(1 for r, p in zip(gold, pred, strict=True) if set(r.spans) == set(p))
     return {
+        "accuracy": round(exact_tasks / len(gold), 4) if gold else 0.0,  # tasks whose spans are all exactly right
         "span_f1": round(scores["exact"]["f1"], 4),
         "span_f1_partial": round(scores["partial"]["f1"], 4),
         "precision": round(scores["exact"]["precision"], 4),
@@ -166,9 +168,13 @@ def run_spans(
             f"fused {row['fused']['span_f1']:.3f} / {row['fused']['span_f1_partial']:.3f}; "
             f"{row['batch_tasks_per_s']:.2f} tasks/s, p50 {row['interactive_p50_s']} s"
         )
-    last = out_rounds[-1]
+    last, first = out_rounds[-1], out_rounds[0]
     return {
         "mode": "spans",
+        "final_heldout_accuracy": last["heldout_accuracy"],
+        "final_heldout_micro_f1": last["heldout_span_f1"],
+        "default_prompt_accuracy": first["heldout_accuracy"],
+        "default_prompt_micro_f1": first["heldout_span_f1"],
         "model": engine.model_id,
         "labels": len(labels),
         "heldout": len(heldout),
@@ -179,6 +185,7 @@ def run_spans(
         "final_fused_span_f1": last["fused"]["span_f1"],
         "final_fused_span_f1_partial": last["fused"]["span_f1_partial"],
         "baselines": {
+            "default_prompt": first["heldout_span_f1"],
             "dictionary_span_f1": last["baselines"]["dictionary_span_f1"],
             "dictionary_span_f1_partial": last["baselines"]["dictionary_span_f1_partial"],
             "note": "every exact, word-bounded occurrence of a span text seen in the same corrections, "
