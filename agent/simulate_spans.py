@@ -2,10 +2,10 @@
 
 The annotator's corrections become the prompt version's demonstration pool (each corrected task with its
 spans; a task retrieves its nearest ones by MiniLM, as Choices retrieval does), and the held-out tasks are
-tagged through the one decision path (``service.predictor.label_tasks``). Next to it, on the same
-corrections, the dictionary baseline (``service.span_dictionary``) and the fused decision
-(``service.span_fusion``: the model's spans of probability 0.3 or more, plus dictionary spans where the
-model tagged nothing), and the model's F1 at other probability thresholds.
+tagged through the one decision path (``prepare`` / ``decide``): the model's spans fused with the
+corrections' phrases (``service.span_decisions``), the ``heldout_*`` figures. Next to it, on the same
+corrections, the dictionary baseline (``service.span_dictionary``), the model alone (its spans as written)
+and the model alone above other probability thresholds.
 Held-out tasks are never in the pool.
 """
 
@@ -15,7 +15,7 @@ import json
 import random
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,9 @@ from service import span_metrics
 from service.demonstrations import compose
 from service.labeling import labels_config, parse_config
 from service.offline.tasks_io import InputError
-from service.predictor import Prompt, label_tasks
+from service.predictor import Prompt, decide, label_tasks, prepare
 from service.prompting import default_prompt
+from service.span_decisions import fused_regions
 from service.span_dictionary import Dictionary
 from service.span_fusion import fuse
 
@@ -76,7 +77,6 @@ def pool(rows: list[SpanRow]) -> list[dict[str, Any]]:
     ]
 
 
-FUSED_MIN_SCORE = 0.3  # the fused decision keeps the model's spans of at least this probability
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -118,6 +118,7 @@ def run_spans(
     """Held-out span F1 after each number of corrections in ``steps`` (0 = no demonstrations)."""
     labels = sorted({x for r in train + heldout for *_, x in r.spans})
     schema = parse_config(labels_config(labels, CONTROL))
+    control = schema.spans[0]
     template = compose(default_prompt(schema), schema, retrieval=True)
     tasks = [{"id": i + 1, "data": {"text": r.text}} for i, r in enumerate(heldout)]
     started = time.perf_counter()
@@ -126,13 +127,21 @@ def run_spans(
         seen = train[:n]
         prompt = Prompt(template, {"pool": pool(seen), "k": k})
         t0 = time.perf_counter()
-        preds = label_tasks(engine, schema, tasks, prompt)
+        contexts = prepare(engine, schema, tasks, prompt)
+        alone = [replace(c, span_evidence={}) for c in contexts]  # the model's spans as written, for the curve
+        preds = decide(engine, schema, tasks, prompt, alone)
         batch_s = time.perf_counter() - t0
         scored = [_scored(p.result) for p in preds]
         model = [[s for s, _ in task] for task in scored]
         dictionary = Dictionary(p for r in seen for p in r.pairs)
         by_dict = [dictionary.occurrences(r.text) for r in heldout]
-        fused = [fuse(_above(m, FUSED_MIN_SCORE), d) for m, d in zip(scored, by_dict, strict=True)]
+        fused = []  # the service's decision: the same function /predict applies
+        for task, pred, ctx in zip(tasks, preds, contexts, strict=True):
+            found = ctx.span_evidence.get(CONTROL)
+            regions = [r for r in pred.result if r["type"] == "labels"]
+            if found is not None:
+                regions, _ = fused_regions(control, task["data"]["text"], regions, found)
+            fused.append([s for s, _ in _scored(regions)])
         curve = {
             str(t): {
                 "model": _figures(heldout, [_above(m, t) for m in scored])["span_f1"],
@@ -149,8 +158,8 @@ def run_spans(
             latencies.append(time.perf_counter() - t1)
         row = {
             "corrections": n,
-            **{f"heldout_{key}": v for key, v in _figures(heldout, model).items()},
-            "fused": _figures(heldout, fused),
+            **{f"heldout_{key}": v for key, v in _figures(heldout, fused).items()},
+            "model_only": _figures(heldout, model),
             "span_f1_by_min_score": curve,
             "baselines": {f"dictionary_{key}": v for key, v in _figures(heldout, by_dict).items()},
             "dictionary_phrases": len(dictionary),
@@ -165,7 +174,7 @@ def run_spans(
             f"{n} corrections: span F1 exact {row['heldout_span_f1']:.3f} "
             f"partial {row['heldout_span_f1_partial']:.3f}; "
             f"dictionary {base['dictionary_span_f1']:.3f} / {base['dictionary_span_f1_partial']:.3f}; "
-            f"fused {row['fused']['span_f1']:.3f} / {row['fused']['span_f1_partial']:.3f}; "
+            f"model alone {row['model_only']['span_f1']:.3f} / {row['model_only']['span_f1_partial']:.3f}; "
             f"{row['batch_tasks_per_s']:.2f} tasks/s, p50 {row['interactive_p50_s']} s"
         )
     last, first = out_rounds[-1], out_rounds[0]
@@ -182,8 +191,8 @@ def run_spans(
         "rounds": out_rounds,
         "final_heldout_span_f1": last["heldout_span_f1"],
         "final_heldout_span_f1_partial": last["heldout_span_f1_partial"],
-        "final_fused_span_f1": last["fused"]["span_f1"],
-        "final_fused_span_f1_partial": last["fused"]["span_f1_partial"],
+        "final_model_only_span_f1": last["model_only"]["span_f1"],
+        "final_model_only_span_f1_partial": last["model_only"]["span_f1_partial"],
         "baselines": {
             "default_prompt": first["heldout_span_f1"],
             "dictionary_span_f1": last["baselines"]["dictionary_span_f1"],

@@ -26,7 +26,7 @@ from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
 from service.labeling import ChoiceControl, ProjectSchema, ValueControl
 from service.prompting import build_query, render_value, shown_prompt
-from service.span_decisions import decide_spans, span_shots
+from service.span_decisions import decide_spans, dictionary_evidence, span_shots
 from service.store.models import PredictionCreate, as_task_id
 
 
@@ -90,6 +90,7 @@ class TaskContext:
     shots: str = ""  # the template's ``{examples}``: the task's retrieved demonstrations
     evidence: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # control -> (labels, F)
     span_shots: dict[str, str] = field(default_factory=dict)  # Labels control -> its demonstrations
+    span_evidence: dict[str, list] = field(default_factory=dict, compare=False)  # Labels control -> corrections' spans
 
 
 @dataclass
@@ -173,11 +174,13 @@ def prepare(
         for c in schema.spans
         if "{examples}" in prompt.text
     }
+    span_known = {c.name: dictionary_evidence(prompt.examples, schema, c, datas, exclude, own) for c in schema.spans}
     return [
         TaskContext(
             shots=shots[i] if shots else "",
             evidence={name: x[i] for name, x in found.items()},
             span_shots={name: x[i] for name, x in span_found.items()},
+            span_evidence={name: x[i] for name, x in span_known.items() if x is not None},
         )
         for i in range(len(datas))
     ]
@@ -216,7 +219,15 @@ def decide(
         decisions[control.name] = fused_decisions(x, control, prompt.weights(control))
     valued = {c.name: value_decisions(engine, schema, c, prompt.text, datas, shots) for c in schema.values}
     tagged = {
-        c.name: decide_spans(engine, schema, c, prompt.text, datas, [x.span_shots.get(c.name, "") for x in contexts])
+        c.name: decide_spans(
+            engine,
+            schema,
+            c,
+            prompt.text,
+            datas,
+            [x.span_shots.get(c.name, "") for x in contexts],
+            [x.span_evidence.get(c.name) for x in contexts],
+        )
         for c in schema.spans
     }
 

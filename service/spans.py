@@ -151,6 +151,18 @@ def regions(control: SpanControl, task: TaskText, answer: SpanAnswer) -> tuple[l
     return out, keys
 
 
+def text_region(control: SpanControl, i: int, start: int, end: int, text: str, label: str, score: float) -> dict:
+    """A Text object's region for one span (offsets in code points of the raw value)."""
+    return {
+        "id": f"{control.name}-{i}",
+        "from_name": control.name,
+        "to_name": control.to_name,
+        "type": control.kind,
+        "value": {"start": start, "end": end, "text": text, control.kind: [label]},
+        "score": round(score, 6),
+    }
+
+
 def span_key(start: int, end: int, label: str) -> str:
     return f"{start}:{end}:{label}"
 

@@ -44,3 +44,35 @@ def test_fused_keeps_the_model_and_fills_its_silences() -> None:
     model = [(0, 5, "date")]
     dictionary = [(2, 7, "time"), (10, 12, "adults")]
     assert fuse(model, dictionary) == [(0, 5, "date"), (10, 12, "adults")]
+
+
+def test_the_decision_fills_the_models_silences_with_corrected_phrases(tiny_engine) -> None:
+    from service.labeling import labels_config, parse_config
+    from service.predictor import LeaveOut, Prompt, label_tasks
+
+    schema = parse_config(labels_config(["date", "adults"], "slots"))
+    pool = [
+        {"task_id": 1, "text": "on Friday", "labels": {}, "spans": {"slots": [["date", "Friday"]]}},
+        {"task_id": 2, "text": "2 adults", "labels": {}, "spans": {"slots": [["adults", "2"]]}},
+    ]
+    prompt = Prompt("Tag slots.\n\n{examples}Text:\n{text}\n", {"pool": pool, "k": 2})
+    text = "2 adults arriving Friday, 2 adults leaving Friday"
+    [pred] = label_tasks(tiny_engine, schema, [{"id": 9, "data": {"text": text}}], prompt)
+    regions = [r for r in pred.result if r["type"] == "labels"]
+    starts = [r["value"]["start"] for r in regions]
+    assert starts == sorted(starts)
+    for a, b, label in Dictionary([("date", "Friday"), ("adults", "2")]).occurrences(text):
+        covering = [r for r in regions if r["value"]["start"] < b and a < r["value"]["end"]]
+        assert covering  # every corrected phrase is tagged, by the model or from the corrections
+        for r in covering:
+            assert text[r["value"]["start"] : r["value"]["end"]] == r["value"]["text"]
+            if r.get("meta"):
+                assert (r["value"]["start"], r["value"]["end"], r["value"]["labels"]) == (a, b, [label])
+                assert r["score"] == 1.0
+    assert len(pred.labels["slots"]) == len(regions)
+    # leave-one-out: a pool task scored as a new one does not learn from its own correction
+    own = {"id": 1, "data": {"text": "on Friday"}}
+    [alone] = label_tasks(tiny_engine, schema, [own], prompt, leave_out=LeaveOut(own=True))
+    assert not any(r.get("meta") for r in alone.result)
+    [seen] = label_tasks(tiny_engine, schema, [own | {"id": 5}], prompt)
+    assert any(r.get("meta") for r in seen.result) or any(r["value"]["text"] == "Friday" for r in seen.result)
