@@ -117,6 +117,8 @@ class LabelTrie:
             ends[trie.insert(stop)] = -1
         if len(ends) != len(names) + (stop is not None):
             raise ValueError("two labels have the same token sequence")
+        if any(trie.children.get(end) for end in ends):  # "a:" and "a:b:": a line could not end after "a:"
+            raise ValueError("a label followed by ':' begins another label")
         return cls(trie, ends)
 
     def options(self, node: int) -> dict[int, int]:

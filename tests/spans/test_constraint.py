@@ -58,6 +58,9 @@ def test_no_span_is_possible_in_punctuation(tiny_engine) -> None:
 def test_two_labels_with_the_same_tokens_are_refused() -> None:
     with pytest.raises(ValueError):
         LabelTrie.build([[1, 2], [1, 2]], None)
+    with pytest.raises(ValueError, match="begins another label"):
+        LabelTrie.build([[1, 2], [1, 2, 3]], None)
+    assert set(LabelTrie.build([[1, 2], [1, 3]], [4, 5]).ends.values()) == {0, 1, -1}
     with pytest.raises(LabelSetError):
         LabelSet(("City", "City"))
 
