@@ -77,13 +77,13 @@ class SpanDecoder:
             cache.crop(-n)
         return hidden[m - 1], hidden[m:]
 
-    def _logp(self, hidden: torch.Tensor, options: list[int]) -> torch.Tensor:
-        """Log-probabilities of ``options`` at one position, renormalised among them."""
+    def _logits(self, hidden: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+        """Logits of ``tokens`` at each row of ``hidden`` (one product for every node of a trie)."""
         with torch.inference_mode():
-            logits = hidden @ self.scorer.out_weight[options].T
+            logits = hidden @ self.scorer.out_weight[tokens].T
             if self.scorer.softcap:
                 logits = torch.tanh(logits / self.scorer.softcap) * self.scorer.softcap
-            return torch.log_softmax(logits.float(), dim=-1)
+            return logits.float()
 
     def _best_path(
         self, last: torch.Tensor, nodes: torch.Tensor, trie: TokenTrie, finals: dict[int, list[int]]
@@ -91,19 +91,26 @@ class SpanDecoder:
         """The most probable (node, final token) of ``trie``: a path ending at ``node`` followed by one of
         ``finals[node]`` (no final token: -1). Every node's continuation is renormalised over its children
         plus its finals. Returns (node, final, log-probability)."""
+        order = [ROOT, *range(len(trie))]  # parents come before their children
+        options = {}
+        for node in order:
+            kids = trie.children.get(node, {})
+            options[node] = list(kids) + [t for t in finals.get(node, []) if t >= 0]
+        vocab = sorted({t for opts in options.values() for t in opts})
+        column = {t: j for j, t in enumerate(vocab)}
+        logits = self._logits(torch.cat([last[None], nodes]), vocab) if vocab else None
         score = {ROOT: 0.0}
         best = (ROOT, -1, -math.inf)
-        for node in [ROOT, *range(len(trie))]:  # parents come before their children
-            kids = trie.children.get(node, {})
-            ends = finals.get(node, [])
-            options = list(kids) + [t for t in ends if t >= 0]
-            if not options:
-                if -1 in ends and score[node] > best[2]:
+        for node in order:
+            kids, opts = trie.children.get(node, {}), options[node]
+            if not opts:
+                if -1 in finals.get(node, []) and score[node] > best[2]:
                     best = (node, -1, score[node])
                 continue
-            logp = self._logp(last if node == ROOT else nodes[node], options) if len(options) > 1 else None
-            for k, tok in enumerate(options):
-                lp = score[node] + (float(logp[k]) if logp is not None else 0.0)
+            row = logits[0 if node == ROOT else node + 1, [column[t] for t in opts]]
+            logp = torch.log_softmax(row, dim=-1).tolist() if len(opts) > 1 else [0.0]
+            for k, tok in enumerate(opts):
+                lp = score[node] + logp[k]
                 if k < len(kids):
                     score[kids[tok]] = lp
                 elif lp > best[2]:
