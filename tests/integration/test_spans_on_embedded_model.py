@@ -46,7 +46,11 @@ def test_spans_with_demonstrations_are_exact_and_empty_where_there_is_nothing(em
             v = region["value"]
             assert text[v["start"] : v["end"]] == v["text"] and v["labels"][0] in schema.spans[0].label_set.labels
     assert [(r["value"]["text"], r["value"]["labels"]) for r in spans[0]] == [("Thursday", ["date_from"])]
-    assert spans[1] == [] and spans[2] == []  # no entity: no invented span
+    assert spans[1] == []  # no entity: no invented span
+    # "yeah I have one": the model tags nothing; the fused decision adds "one", a corrected phrase (adults)
+    assert [r for r in spans[2] if not r.get("meta")] == []
+    phrases = {text for e in prompt.examples["pool"] for _, text in e["spans"][CONTROL]}
+    assert all(r["value"]["text"] in phrases and r["meta"] == {"text": ["from corrections"]} for r in spans[2])
     assert all(0 < p.score <= 1 for p in preds)
 
 
