@@ -1,4 +1,7 @@
-"""Corrections: what the annotator answered next to what the model predicted, per Choices control."""
+"""Corrections: what the annotator answered next to what the model predicted, per Choices or Labels control.
+
+A Labels control's gold and predicted lists hold ``start:end:label`` keys (``service.spans``): ``agree`` is
+exact agreement (the same spans, the same labels); ``span_agreement`` gives the overlap agreement too."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from constraints.base import Engine
 from service.labeling import ProjectSchema
 from service.predictor import Predict, Prompt, direct_predictor, prepare
 from service.projects import ensure_prompt
+from service.span_metrics import both
+from service.spans import gold_keys, parse_key
 from service.store import repo
 from service.store.models import Annotation, AnnotationPublic, Correction, Prediction, utcnow
 from service.store.tasks import remember_tasks, task_data
@@ -67,7 +72,9 @@ def record_corrections(
     if task is not None:
         remember_tasks(session, project_id, [task])
     answered = [c for c in schema.choices if c.name in (annotation.choices or {})]
-    if not answered:
+    span_gold = {c.name: gold_keys(c, annotation.result) for c in schema.spans}
+    spanned = [c for c in schema.spans if any(r.get("from_name") == c.name for r in annotation.result or [])]
+    if not answered and not spanned:
         return []
     data = task.get("data") if isinstance(task, dict) else None
     prediction = _prediction(
@@ -76,8 +83,9 @@ def record_corrections(
     if prediction is None:
         return []
     rows = []
-    for control in answered:
-        gold, predicted = list(annotation.choices[control.name]), list(prediction.labels.get(control.name, []))
+    for control in [*answered, *spanned]:
+        gold = list(annotation.choices[control.name]) if control in answered else span_gold[control.name]
+        predicted = list(prediction.labels.get(control.name, []))
         rows.append(
             {
                 "project_id": project_id,
@@ -102,9 +110,17 @@ def record_corrections(
             session.add(old.sqlmodel_update(row) if old is not None else Correction(**row))
     session.commit()
     statement = select(Correction).where(
-        Correction.annotation_id == annotation.id, col(Correction.control).in_([c.name for c in answered])
+        Correction.annotation_id == annotation.id,
+        col(Correction.control).in_([c.name for c in [*answered, *spanned]]),
     )
     return list(session.exec(statement.order_by(col(Correction.id)).execution_options(populate_existing=True)))
+
+
+def span_agreement(correction: Correction) -> dict[str, float]:
+    """A Labels correction's F1 between gold and predicted spans: exact, and partial (overlap, same label)."""
+    gold, pred = [[parse_key(k) for k in correction.gold]], [[parse_key(k) for k in correction.predicted]]
+    scores = both(gold, pred)
+    return {"exact_f1": scores["exact"]["f1"], "partial_f1": scores["partial"]["f1"]}
 
 
 def withdraw(session: Session, annotation_ids: Iterable[int]) -> int:

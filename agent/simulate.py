@@ -28,6 +28,7 @@ from sqlmodel import Session
 from agent import review
 from agent.corrections import record_corrections
 from agent.loop import refine
+from agent.simulate_spans import is_span_file, run_spans, sample_spans
 from constraints.base import Engine
 from constraints.engines import load_engine
 from service import embeddings, fusion, metrics
@@ -431,7 +432,35 @@ def sample(args: argparse.Namespace) -> tuple[list[Row], list[Row], bool, list[s
     return pool[: args.corrections], heldout, multiple, sorted(labels)
 
 
+def run_spans_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
+    """Span mode: 0 and ``--corrections`` corrections, scored on ``--heldout`` tasks."""
+    try:
+        train, heldout = sample_spans(args.data, args.heldout, args.corrections, args.seed)
+    except InputError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    if engine is None:
+        engine = load_engine(settings)
+    summary = run_spans(engine, train, heldout, sorted({0, len(train)}), latency_tasks=args.latency_tasks)
+    summary.update(data=str(args.data), seed=args.seed)
+    name = args.name or args.data.stem
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"simulate-{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"final held-out span F1 {summary['final_heldout_span_f1']:.3f} (partial "
+        f"{summary['final_heldout_span_f1_partial']:.3f}), "
+        f"dictionary {summary['baselines']['dictionary_span_f1']:.3f}; "
+        f"results in {args.out}/simulate-{name}.json"
+    )
+    return 0
+
+
 def run_command(args: argparse.Namespace, engine: Engine | None = None) -> int:
+    if is_span_file(args.data):
+        return run_spans_command(args, engine)
     try:
         train, heldout, multiple, labels = sample(args)
     except InputError as exc:

@@ -15,6 +15,8 @@ from constraints.base import Query
 from constraints.decisions import LabelDecider, sum_paths
 from constraints.labelset import LabelSet, LabelSetError
 from constraints.scoring import TreeScorer
+from constraints.span_decoding import SpanDecoder
+from constraints.spans import STOP_WORD, LabelTrie, Segment, SpanAnswer, SpanSource, segment
 from constraints.tokens import ChatTokens
 from constraints.trie import ChoiceTrie
 
@@ -127,6 +129,42 @@ class LocalEngine(ChatTokens, LabelDecider):
             else:
                 chunks.append([i])
         return chunks
+
+    # -- spans --------------------------------------------------------------------------------------
+    def span_decoder(self, label_set: LabelSet) -> SpanDecoder:
+        """The ``label: span`` decoder for a Labels control's set, cached per label set like the tries."""
+        key = ("spans", label_set.names)
+        with self._lock:
+            hit = self._compiled.get(key)
+        if hit is not None:
+            return hit
+        newline, stop = self._single_token("\n"), self._single_token("\n\n")
+        names = [self.encode(n + ":") for n in label_set.names]
+        try:
+            first = LabelTrie.build(names, self.encode(STOP_WORD) + [stop])
+            rest = LabelTrie.build(names, None)
+        except ValueError as exc:
+            raise LabelSetError(str(exc)) from None
+        decoder = SpanDecoder(self.scorer, first, rest, label_set.labels, newline, stop)
+        with self._lock:
+            self._compiled[key] = decoder
+            while len(self._compiled) > 64:
+                self._compiled.popitem(last=False)
+        return decoder
+
+    def tag_spans(self, queries: list[Query], sources: list[SpanSource], label_set: LabelSet) -> list[SpanAnswer]:
+        """Spans of each source tagged with the set's labels, greedy under the ``label: span`` constraint."""
+        decoder = self.span_decoder(label_set)
+        lead = self.encode(self.lead) if self.lead else []
+        out = []
+        for query, source in zip(queries, sources, strict=True):
+            with self._lock:
+                out.append(decoder.decode(self.prefix_ids(query), self.body_ids(query) + lead, source))
+        return out
+
+    def span_segment(self, text: str) -> Segment:
+        """``text`` tokenized as spans are written (``constraints.spans.segment``)."""
+        return segment(self.tokenizer, text)
 
     WARM_QUERY = Query("Classify the text.\nOptions: alpha, beta\n\n", "Text:\nwarm up\n", "Label:")
 

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from constraints.base import Decision, Engine
+from constraints.decisions import decision_from_scores
 from constraints.errors import BadInput
 from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
-from service.labeling import ChoiceControl, ProjectSchema
+from service.labeling import ChoiceControl, ProjectSchema, ValueControl
 from service.prompting import build_query, render_value, shown_prompt
+from service.span_decisions import decide_spans, dictionary_evidence, span_shots
 from service.store.models import PredictionCreate, as_task_id
 
 
@@ -86,13 +89,15 @@ class TaskContext:
 
     shots: str = ""  # the template's ``{examples}``: the task's retrieved demonstrations
     evidence: dict[str, np.ndarray] = field(default_factory=dict, compare=False)  # control -> (labels, F)
+    span_shots: dict[str, str] = field(default_factory=dict)  # Labels control -> its demonstrations
+    span_evidence: dict[str, list] = field(default_factory=dict, compare=False)  # Labels control -> corrections' spans
 
 
 @dataclass
 class TaskPrediction:
-    result: list[dict]  # Label Studio regions: choices, response textarea, prompt textarea echo
+    result: list[dict]  # Label Studio regions: choices, spans, response textarea, prompt textarea echo
     score: float
-    labels: dict[str, list[str]]  # control name -> chosen labels
+    labels: dict[str, list[str]]  # control name -> chosen labels (spans: "start:end:label" keys)
     response: str | None
     latency_s: float
     probs: dict[str, dict[str, float]] | None = None  # control name -> label -> probability
@@ -163,8 +168,20 @@ def prepare(
         c.name: evidence.task_evidence(schema, c, prompt.text, prompt.examples, datas, own, exclude)
         for c in schema.choices
     }
+    lead = answer_lead(engine)
+    span_found = {
+        c.name: span_shots(prompt.examples, schema, c, datas, lead, exclude, own)
+        for c in schema.spans
+        if "{examples}" in prompt.text
+    }
+    span_known = {c.name: dictionary_evidence(prompt.examples, schema, c, datas, exclude, own) for c in schema.spans}
     return [
-        TaskContext(shots=shots[i] if shots else "", evidence={name: x[i] for name, x in found.items()})
+        TaskContext(
+            shots=shots[i] if shots else "",
+            evidence={name: x[i] for name, x in found.items()},
+            span_shots={name: x[i] for name, x in span_found.items()},
+            span_evidence={name: x[i] for name, x in span_known.items() if x is not None},
+        )
         for i in range(len(datas))
     ]
 
@@ -200,6 +217,19 @@ def decide(
             raw[control.name] = logp
         weighed[control.name] = x
         decisions[control.name] = fused_decisions(x, control, prompt.weights(control))
+    valued = {c.name: value_decisions(engine, schema, c, prompt.text, datas, shots) for c in schema.values}
+    tagged = {
+        c.name: decide_spans(
+            engine,
+            schema,
+            c,
+            prompt.text,
+            datas,
+            [x.span_shots.get(c.name, "") for x in contexts],
+            [x.span_evidence.get(c.name) for x in contexts],
+        )
+        for c in schema.spans
+    }
 
     responses: list[str | None] = [None] * len(datas)
     if schema.response and response_max_tokens > 0:
@@ -226,6 +256,17 @@ def decide(
             probs[control.name] = d.probs
             scores.append(d.score)
             result.append(_region(control.name, control.to_name, "choices", {"choices": list(d.labels)}))
+        for control in schema.values:
+            d, value = valued[control.name][i]
+            labels[control.name] = list(d.labels)
+            probs[control.name] = d.probs
+            scores.append(d.score)
+            result.append(_region(control.name, control.to_name, control.kind, {control.kind: value}))
+        for control in schema.spans:
+            found = tagged[control.name][i]
+            labels[control.name] = found.keys
+            scores.append(found.score)
+            result.extend(found.regions)
         if schema.response and responses[i] is not None:
             r = schema.response
             result.append(_region(r.name, r.to_name, "textarea", {"text": [responses[i]]}))
@@ -255,6 +296,20 @@ def fused_decisions(x: np.ndarray, control: ChoiceControl, weights: fusion.Weigh
             else tuple(x for x, c in zip(ls.labels, chosen[i], strict=True) if c)
         )
         out.append(Decision(picked, min(max(float(scores[i]), 1e-6), 1.0), named))
+    return out
+
+
+def value_decisions(
+    engine: Engine, schema: ProjectSchema, control: ValueControl, template: str, datas: list, shots: list[str]
+) -> list[tuple[Decision, Any]]:
+    """A Rating, Number or Taxonomy value per task: the most probable of the control's values under the label
+    trie (the model alone; no label knowledge or corrections for values), its probability the score."""
+    queries = [build_query(template, schema, d, control, examples=e) for d, e in zip(datas, shots, strict=True)]
+    logp = torch.as_tensor(engine.label_logprobs(queries, control.label_set), dtype=torch.float64)
+    out = []
+    for row in logp:
+        d = decision_from_scores(row, control.label_set, 0.0)
+        out.append((d, control.values[control.label_set.labels.index(d.labels[0])]))
     return out
 
 

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from constraints.base import Query
-from service.labeling import ChoiceControl, DataObject, ProjectSchema
+from service.labeling import ChoiceControl, DataObject, ProjectSchema, SpanControl, ValueControl
 
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TAG = re.compile(r"<[^>]+>")
@@ -40,7 +40,13 @@ def render_value(obj: DataObject, value: Any) -> str:
     return text.strip()
 
 
-def label_list(control: ChoiceControl) -> str:
+Control = ChoiceControl | SpanControl | ValueControl
+
+
+def label_list(control: Control) -> str:
+    """What the options line says: the labels, or a Rating's / Number's range."""
+    if isinstance(control, ValueControl):
+        return control.options_text
     return ", ".join(control.label_set.names)
 
 
@@ -54,6 +60,15 @@ def default_prompt(schema: ProjectSchema) -> str:
         parts.append(
             f"Classify the {kind} by {_title(control.name).lower()}: choose {how} from: {label_list(control)}."
         )
+    for control in schema.spans:
+        parts.append(
+            f"Tag {_title(control.name).lower()} in the text: for each span that is one of {label_list(control)}, "
+            "write a line 'label: span' with the span copied exactly from the text, in text order; "
+            "write none if there is no such span."
+        )
+    for control in schema.values:
+        what = {"rating": "Rate", "number": "Answer with", "taxonomy": "Choose the category path of"}[control.kind]
+        parts.append(f"{what} {_title(control.name).lower()}: {label_list(control)}.")
     if not parts:
         return "Read the text and answer briefly."
     return "\n".join(parts)
@@ -86,7 +101,7 @@ def build_query(
     template: str,
     schema: ProjectSchema,
     data: dict[str, Any],
-    control: ChoiceControl | None,
+    control: Control | None,
     cue: str | None = None,
     examples: str = "",
 ) -> Query:

@@ -40,6 +40,7 @@ from service.offline.project import (
     say,
 )
 from service.offline.report import write_report
+from service.offline.span_eval import evaluate_spans, span_control
 from service.offline.tasks_io import InputError, InputTask, read_text, write_json_atomic
 from service.predictor import Prompt
 from service.settings import settings
@@ -237,6 +238,9 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
     source = open_source(args)
     for note in source.notes:
         say(PROG, note)
+    spans = span_control(source.schema, args.control)
+    if spans is not None:
+        return run_spans(args, source, spans, specs, engine)
     control = choose_control(source.schema, args.control)
     gold = gold_set(source.items, control)
     excluded = gold.excluded()
@@ -330,6 +334,23 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         path = write_report(report, folder)
         report["report"] = str(path)
         say(PROG, f"report: {path}")
+    if args.json:
+        write_json_atomic(args.json, report, indent=2)
+    return EXIT_OK
+
+
+def run_spans(args: argparse.Namespace, source: Source, control, specs: list[PromptSpec], engine) -> int:
+    """A Labels control: span P/R/F1, exact and partial (``service.offline.span_eval``)."""
+    session = open_store(args.db)
+    engine = engine or load_engine_for(args)
+    versions = [resolve_prompt(session, source, spec) for spec in specs]
+    report = evaluate_spans(engine, session, source, control, versions, args)
+    for run_ in report["versions"]:
+        say(
+            PROG,
+            f"{run_['model_version']}: span F1 {run_['exact']['f1']:.3f} exact, {run_['partial']['f1']:.3f} partial "
+            f"(P {run_['exact']['precision']:.3f}, R {run_['exact']['recall']:.3f}) on {run_['tasks']} tasks",
+        )
     if args.json:
         write_json_atomic(args.json, report, indent=2)
     return EXIT_OK

@@ -45,7 +45,7 @@ def test_setup_rejects_config_without_controls(client: TestClient, ls: dict) -> 
     response = client.post("/setup", json=ls["setup"] | {"schema": NO_CONTROLS})
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert detail == "the labeling config has no Choices and no response TextArea for Prompter to fill"
+    assert detail == "the labeling config has no Choices, no Labels and no response TextArea for Prompter to fill"
 
 
 def test_setup_rejects_broken_xml_and_missing_schema(client: TestClient, ls: dict) -> None:
