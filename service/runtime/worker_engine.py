@@ -15,7 +15,7 @@ from typing import Any
 from service.runtime.queue import MicroBatcher
 
 # the engine methods that run the model; everything else (tokenizer, ids, tries) is read directly
-MODEL_CALLS = frozenset({"label_logprobs", "decide", "generate", "warmup", "warm_free_text"})
+MODEL_CALLS = frozenset({"label_logprobs", "decide", "generate", "tag_spans", "warmup", "warm_free_text"})
 
 
 class WorkerEngine:
