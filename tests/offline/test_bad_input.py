@@ -50,7 +50,7 @@ def test_tasks_without_the_data_key_the_config_needs(cli, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ('<View><Text name="text" value="$text"/></View>', "no Choices and no response TextArea"),
+        ('<View><Text name="text" value="$text"/></View>', "no Choices, no Labels and no response TextArea"),
         ('<View><Choices name="c" toName="t"><Choice value="a"/></Choices></View>', "no Text, HyperText or Para"),
         ("<View><Text name=", "not valid XML"),
     ],
