@@ -25,7 +25,7 @@ from constraints.base import Engine
 from service import metrics
 from service.labeling import ChoiceControl, ConfigError, ProjectSchema
 from service.offline.eval_store import save_results
-from service.offline.label import Labeled, LabelSummary, RunPlan, label_items, stored_predictions
+from service.offline.label import Labeled, LabelSummary, score_version, stored_predictions
 from service.offline.project import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -42,11 +42,10 @@ from service.offline.project import (
 from service.offline.report import write_report
 from service.offline.span_eval import evaluate_spans, span_control
 from service.offline.tasks_io import InputError, InputTask, read_text, write_json_atomic
-from service.predictor import Prompt
 from service.settings import settings
 from service.store import repo
 from service.store.models import PromptVersion
-from service.versions import model_version, parse_model_version
+from service.versions import parse_model_version
 
 PROG = "prompter eval"
 log = logging.getLogger(__name__)
@@ -277,17 +276,8 @@ def run(args: argparse.Namespace, engine: Engine | None = None) -> int:
         if engine is None:
             summary, predictions, mv = stored_only(session, source, version.id, gold.items)
         else:
-            mv = model_version(version.id, engine.model_id)
-            plan = RunPlan(source.project_id, source.schema, Prompt.of(version), mv)
-            summary, predictions = label_items(
-                engine,
-                session,
-                plan,
-                gold.items,
-                chunk_size=args.chunk_size,
-                max_chars=args.max_chars,
-                response_max_tokens=0,  # scoring needs the labels only
-                progress=not args.no_progress,
+            mv, summary, predictions = score_version(
+                engine, session, source.project_id, source.schema, version, gold.items, args
             )
         model_ids.add(mv.split("@", 1)[1])
         if summary.interrupted:

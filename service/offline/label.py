@@ -232,6 +232,26 @@ def label_items(
 # -- outputs ---------------------------------------------------------------------------------------
 
 
+def score_version(
+    engine: Engine, session: Session, project_id: str, schema: ProjectSchema, version: Any, items: list[InputTask], args
+) -> tuple[str, LabelSummary, dict[int, Labeled]]:
+    """``prompter eval``'s run of one prompt version over ``items`` (labels only, no free text): its model version,
+    the summary and every prediction, resumable like ``prompter label``."""
+    mv = model_version(version.id, engine.model_id)
+    plan = RunPlan(project_id, schema, Prompt.of(version), mv)
+    summary, predictions = label_items(
+        engine,
+        session,
+        plan,
+        items,
+        chunk_size=args.chunk_size,
+        max_chars=args.max_chars,
+        response_max_tokens=0,  # scoring needs the labels only
+        progress=not args.no_progress,
+    )
+    return mv, summary, predictions
+
+
 def export_tasks(items: Iterable[InputTask], results: dict[int, Labeled], from_file: bool) -> list[dict[str, Any]]:
     """Tasks with their predictions, as Label Studio imports them; tasks without a prediction are left out."""
     out = []

@@ -12,11 +12,9 @@ from typing import Any
 from constraints.base import Engine
 from service import span_metrics
 from service.labeling import ProjectSchema, SpanControl
-from service.offline.label import RunPlan, label_items
+from service.offline.label import score_version
 from service.offline.tasks_io import InputError, InputTask
-from service.predictor import Prompt
 from service.spans import gold_keys, parse_key
-from service.versions import model_version
 
 
 def span_control(schema: ProjectSchema, name: str | None) -> SpanControl | None:
@@ -50,17 +48,8 @@ def evaluate_spans(engine: Engine, session, source, control: SpanControl, versio
     gold = [gold_spans(i, control) for i in items]
     runs = []
     for version in versions:
-        mv = model_version(version.id, engine.model_id)
-        plan = RunPlan(source.project_id, source.schema, Prompt.of(version), mv)
-        summary, predictions = label_items(
-            engine,
-            session,
-            plan,
-            items,
-            chunk_size=args.chunk_size,
-            max_chars=args.max_chars,
-            response_max_tokens=0,
-            progress=not args.no_progress,
+        mv, summary, predictions = score_version(
+            engine, session, source.project_id, source.schema, version, items, args
         )
         scored = [i for i in range(len(items)) if items[i].id in predictions]
         pred = [[parse_key(k) for k in predictions[items[i].id].labels.get(control.name, [])] for i in scored]

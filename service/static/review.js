@@ -700,6 +700,19 @@ function busy(button, on) {
   for (const b of button.closest("article, section, main").querySelectorAll("button")) b.disabled = on;
 }
 
+// A review action's error beside its button; on 409 (decided elsewhere meanwhile) the project is reloaded.
+async function failed(e, status, control, projectId) {
+  showError(status, e.message);
+  busy(control, false);
+  if (e.status === 409) await loadProject(projectId);
+}
+
+function showError(status, text) {
+  status.textContent = text;
+  status.className = "card-status error";
+  status.hidden = false;
+}
+
 async function accept(projectId, proposalId, status) {
   const button = status.parentElement.querySelector("button.accept");
   busy(button, true);
@@ -708,20 +721,14 @@ async function accept(projectId, proposalId, status) {
     say(`Proposal #${proposalId} accepted: version #${result.version.id} is now active (${result.model_version}).`, "ok");
     await loadProject(projectId);
   } catch (e) {
-    status.textContent = e.message;
-    status.className = "card-status error";
-    status.hidden = false;
-    busy(button, false);
-    if (e.status === 409) await loadProject(projectId);
+    await failed(e, status, button, projectId);
   }
 }
 
 async function reject(projectId, proposalId, input, status) {
   const reason = input.value.trim();
   if (!reason) {
-    status.textContent = "A rejection needs a reason.";
-    status.className = "card-status error";
-    status.hidden = false;
+    showError(status, "A rejection needs a reason.");
     input.focus();
     return;
   }
@@ -731,11 +738,7 @@ async function reject(projectId, proposalId, input, status) {
     say(`Proposal #${proposalId} ${result.status}: ${result.reason}`, "ok");
     await loadProject(projectId);
   } catch (e) {
-    status.textContent = e.message;
-    status.className = "card-status error";
-    status.hidden = false;
-    busy(input, false);
-    if (e.status === 409) await loadProject(projectId);
+    await failed(e, status, input, projectId);
   }
 }
 
@@ -747,11 +750,7 @@ async function acceptVersion(projectId, versionId, status) {
     say(`Version #${result.version.id} accepted: it is now active (${result.model_version}).`, "ok");
     await loadProject(projectId);
   } catch (e) {
-    status.textContent = e.message;
-    status.className = "card-status error";
-    status.hidden = false;
-    busy(button, false);
-    if (e.status === 409) await loadProject(projectId);
+    await failed(e, status, button, projectId);
   }
 }
 
