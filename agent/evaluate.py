@@ -22,7 +22,10 @@ from service.predictor import LeaveOut, Predict, Prompt, prepare
 from service.prompting import build_query
 from service.store.tasks import AnnotatedTask
 
-TEST_NAME = "exact sign test, one-sided (McNemar's discordant pairs: the candidate better, not merely different)"
+TEST_NAME = (
+    "exact sign test, one-sided (McNemar's discordant pairs: the candidate better, not merely different; "
+    "a pair is a task whose F1 against the annotation differs, i.e. whose exact match differs for single choice)"
+)
 
 
 class NoAnnotations(Conflict):
@@ -123,6 +126,27 @@ def correct(pred: dict[str, list[str]], gold: dict[str, list[str]]) -> bool:
     return all(set(pred.get(name, [])) == set(labels) for name, labels in gold.items())
 
 
+def task_f1(pred: dict[str, list[str]], gold: dict[str, list[str]]) -> float:
+    """How right one task is: the mean over the controls the annotator answered of the F1 of the predicted label
+    set against the annotated one (an empty set against an empty set is 1). For single choice this is exact
+    match (1 or 0); for multiple choice a partly right answer counts partly, so the paired test sees a task
+    that went from two of three labels right to three of three."""
+    if not gold:
+        return 1.0
+    total = 0.0
+    for name, labels in gold.items():
+        p, g = set(pred.get(name, [])), set(labels)
+        total += 1.0 if not p and not g else 2 * len(p & g) / (len(p) + len(g))
+    return total / len(gold)
+
+
+def paired(base: list[float], cand: list[float]) -> tuple[list[int], list[int]]:
+    """(indices the candidate does better on, indices it does worse on): the discordant pairs of the test."""
+    fixes = [i for i, (b, c) in enumerate(zip(base, cand, strict=True)) if c > b + 1e-9]
+    breaks = [i for i, (b, c) in enumerate(zip(base, cand, strict=True)) if c < b - 1e-9]
+    return fixes, breaks
+
+
 def label_f1(preds: list[dict[str, list[str]]], golds: list[dict[str, list[str]]]) -> dict[str, metrics.LabelScores]:
     """Per ``control/label`` (``label`` alone with one control), over labels seen in gold or pred; each control
     scored on the tasks whose annotation answers it."""
@@ -145,6 +169,11 @@ class Scored:
     correct: list[bool]
     seconds: float
     prompt_tokens: float  # mean tokens per query: what the prompt costs at labeling time
+    quality: list[float] | None = None  # per-task F1 (``task_f1``); None: taken from ``correct``
+
+    def __post_init__(self) -> None:
+        if self.quality is None:
+            self.quality = [float(c) for c in self.correct]
 
     @property
     def accuracy(self) -> float:
@@ -160,6 +189,7 @@ class Scored:
             [x for p in parts for x in p.correct],
             sum(p.seconds for p in parts),
             tokens / n if n else 0.0,
+            [x for p in parts for x in p.quality or []],
         )
 
 
@@ -193,7 +223,12 @@ def score(
         [correct(p, t.gold) for p, t in zip(labels, tasks, strict=True)],
         seconds,
         tokens / len(tasks) if tasks else 0.0,
+        [task_f1(p, t.gold) for p, t in zip(labels, tasks, strict=True)],
     )
+
+
+def _mean(values: list[float] | None) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 @dataclass
@@ -209,11 +244,12 @@ def compare(
     base: Scored, cand: Scored, tasks: list[AnnotatedTask], alpha: float, cost: dict[str, Any] | None = None
 ) -> Comparison:
     """Paired comparison on the same validation tasks; significant when it fixes more than it breaks and the
-    one-sided exact p-value is below ``alpha``. When it is not, ``tasks_needed`` says how many annotated tasks
-    would make the observed gain significant (None: no gain to prove)."""
+    one-sided exact p-value is below ``alpha``. A fix is a task whose F1 against the annotation rose (``task_f1``:
+    exact match for single choice), a break one whose F1 fell. When it is not significant, ``tasks_needed`` says
+    how many annotated tasks would make the observed gain significant (None: no gain to prove)."""
     golds = [t.gold for t in tasks]
-    fixes = [t.task_id for t, b, c in zip(tasks, base.correct, cand.correct, strict=True) if c and not b]
-    breaks = [t.task_id for t, b, c in zip(tasks, base.correct, cand.correct, strict=True) if b and not c]
+    up, down = paired(base.quality or [], cand.quality or [])
+    fixes, breaks = [tasks[i].task_id for i in up], [tasks[i].task_id for i in down]
     p, significant = beats(len(fixes), len(breaks), alpha)
     before, after = label_f1(base.preds, golds), label_f1(cand.preds, golds)
     changes = {}
@@ -235,6 +271,7 @@ def compare(
     figures = {
         "validation_tasks": len(tasks),
         "accuracy": {"before": round(base.accuracy, 4), "after": round(cand.accuracy, 4)},
+        "task_f1": {"before": round(_mean(base.quality), 4), "after": round(_mean(cand.quality), 4)},
         "macro_f1": {"before": round(metrics.macro_f1(before), 4), "after": round(metrics.macro_f1(after), 4)},
         "fixes": detail(fixes),
         "breaks": detail(breaks),

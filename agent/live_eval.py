@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from agent.evaluate import TEST_NAME, NoAnnotations, beats, correct, label_f1
+from agent.evaluate import TEST_NAME, NoAnnotations, beats, correct, label_f1, paired, task_f1
 from agent.hooks import queued_predictor
 from agent.loop import EngineProvider, SessionFactory, project_schema
 from constraints.base import Engine
@@ -95,6 +95,7 @@ class Scoring:
     scores: list[float]
     correct: list[bool]
     seconds: float
+    quality: list[float]  # per-task F1 (``agent.evaluate.task_f1``), what the pairing compares
 
 
 def score_version(
@@ -111,6 +112,7 @@ def score_version(
         [float(p.score) for p in preds],
         [correct(p, t.gold) for p, t in zip(labels, tasks, strict=True)],
         time.perf_counter() - started,
+        [task_f1(p, t.gold) for p, t in zip(labels, tasks, strict=True)],
     )
 
 
@@ -132,7 +134,7 @@ def figures(schema: ProjectSchema, tasks: list[AnnotatedTask], scoring: Scoring)
         "per_label": {k: s.as_dict() for k, s in per_label.items()},
         "reliability": [asdict(b) for b in metrics.reliability_curve(scoring.scores, scoring.correct)],
         "coverage": [asdict(p) for p in metrics.accuracy_coverage(scoring.scores, scoring.correct)],
-        "outcomes": {str(t.task_id): ok for t, ok in zip(tasks, scoring.correct, strict=True)},
+        "outcomes": {str(t.task_id): q for t, q in zip(tasks, scoring.quality, strict=True)},
         "seconds": round(scoring.seconds, 3),
         "confusion": None,
     }
@@ -148,11 +150,13 @@ FIGURES = ("tasks", "accuracy", "macro_f1", "micro_f1", "ece", "per_label", "rel
 REUSED = (*FIGURES, "outcomes", "seconds", "confusion")
 
 
-def comparison(mine: dict[str, bool], base: Evaluation, alpha: float) -> dict[str, Any]:
-    """Paired with the active version's evaluation on the same tasks: fixes, breaks, p-value, the verdict."""
+def comparison(mine: dict[str, float], base: Evaluation, alpha: float) -> dict[str, Any]:
+    """Paired with the active version's evaluation on the same tasks: fixes, breaks, p-value, the verdict.
+    Outcomes are per-task F1 (older rows stored true/false, read as 1 and 0)."""
     theirs = base.outcomes or {}
-    fixes = sorted(int(t) for t, ok in mine.items() if ok and theirs.get(t) is False)
-    breaks = sorted(int(t) for t, ok in mine.items() if not ok and theirs.get(t) is True)
+    ids = sorted((t for t in mine if t in theirs), key=int)
+    up, down = paired([float(theirs[t]) for t in ids], [float(mine[t]) for t in ids])
+    fixes, breaks = [int(ids[i]) for i in up], [int(ids[i]) for i in down]
     p, significant = beats(len(fixes), len(breaks), alpha)
     return {
         "compared_with_id": base.prompt_version_id,

@@ -188,7 +188,8 @@ def decision_text(decision: dict[str, Any] | None) -> str:
     lines = ["", "", "[how it decides]"]
     for control, record in sorted(decision.items()):
         weights = record.get("weights", {})
-        figures = ", ".join(f"{k} {v:.2f}" for k, v in weights.items() if isinstance(v, float) and v)
+        shown = {k: v for k, v in weights.items() if isinstance(v, float) and v and not (k == "set_scale" and v == 1)}
+        figures = ", ".join(f"{k} {v:.2f}" for k, v in shown.items())
         lines.append(f"{control}: {figures} ({record.get('note', '')}, {record.get('annotated', 0)} tasks)")
     return "\n".join(lines) + "\n"
 

@@ -60,8 +60,10 @@ def description(name: str, hint: str = "", definition: str = "") -> str:
 class Weights:
     """How a prompt version decides: one weight per evidence kind, shared by all labels.
 
-    ``bias`` and ``threshold`` are used for multiple choice only. ``annotated`` is how many annotated tasks the
-    weights were fitted on (0: the defaults), ``source`` says "default" or "fitted" for the version's record.
+    ``bias``, ``threshold`` and the set score's calibration (``set_scale``, ``set_shift``: Platt scaling of the
+    log-odds of the chosen set being exactly right) are used for multiple choice only. ``annotated`` is how many
+    annotated tasks the weights were fitted on (0: the defaults), ``source`` says "default" or "fitted" for the
+    version's record.
     """
 
     knowledge: float = 0.0
@@ -73,6 +75,8 @@ class Weights:
     knowledge_alone: float = 0.0
     bias: float = 0.0
     threshold: float = 0.5
+    set_scale: float = 1.0
+    set_shift: float = 0.0
     annotated: int = 0
     source: str = "default"
 
@@ -111,13 +115,31 @@ DEFAULT_MULTI = Weights(
     bias=-1.57,
     threshold=0.25,
 )
+# The same fits without the model column (docs/fused-decision-research.md, "DEFAULT ... without_model"): how a
+# version decides when the model's evidence is off (the ablation, ``Prompt(model=False)``). With multiple choice
+# the model column shifts every label's score (a log-probability over the set, about -3.5 nats), so dropping it
+# without these weights would put every label above the threshold.
+DEFAULT_NO_MODEL = Weights(knowledge=-1.07, nearest=-1.78, no_examples=1.93, centroid=21.2, knowledge_alone=-3.93)
+DEFAULT_MULTI_NO_MODEL = Weights(
+    knowledge=2.0,
+    nearest=3.09,
+    no_examples=-0.45,
+    centroid=7.51,
+    nearest_other=-3.62,
+    knowledge_alone=2.22,
+    bias=-4.65,
+    threshold=0.25,
+)
+WITHOUT_MODEL = tuple(f for f in FEATURES if f != "model")
 MIN_ANNOTATED = (
     20  # fewer annotated tasks than this: keep the defaults (measured: fitting on 10 over-tempered, ECE 0.11-0.18)
 )
 
 
-def default_weights(multiple: bool) -> Weights:
-    return DEFAULT_MULTI if multiple else DEFAULT
+def default_weights(multiple: bool, model: bool = True) -> Weights:
+    if model:
+        return DEFAULT_MULTI if multiple else DEFAULT
+    return DEFAULT_MULTI_NO_MODEL if multiple else DEFAULT_NO_MODEL
 
 
 # -- evidence ---------------------------------------------------------------------------------------------------
@@ -269,11 +291,18 @@ def probabilities(
     return np.exp(_log_softmax(s))
 
 
-def decide(probs: np.ndarray, multiple: bool = False, threshold: float = 0.5, allow_empty: bool = True):
+def decide(
+    probs: np.ndarray,
+    multiple: bool = False,
+    threshold: float = 0.5,
+    allow_empty: bool = True,
+    calibration: tuple[float, float] = (1.0, 0.0),
+):
     """Single: (label index per task, its probability). Multiple: (multi-hot choices, score per task), where a
     label is chosen when its probability reaches ``threshold`` (the top label alone when none does and an empty
-    answer is not allowed) and the score is the probability that the chosen set is exactly right, treating labels
-    as independent: prod(p chosen) * prod(1 - p not chosen)."""
+    answer is not allowed) and the score is the probability that the chosen set is exactly right: treating labels
+    as independent, prod(p chosen) * prod(1 - p not chosen), then Platt-scaled by ``calibration`` (scale, shift
+    of its log-odds; fitted with the weights, because the labels are not independent)."""
     p = np.asarray(probs, dtype=np.float64)
     if not multiple:
         best = p.argmax(axis=1)
@@ -283,7 +312,24 @@ def decide(probs: np.ndarray, multiple: bool = False, threshold: float = 0.5, al
         empty = ~chosen.any(axis=1)
         chosen[empty, p[empty].argmax(axis=1)] = True
     score = np.where(chosen, p, 1.0 - p).prod(axis=1)
+    scale, shift = calibration
+    if (scale, shift) != (1.0, 0.0):
+        score = _sigmoid(scale * _logit(score) + shift)
     return chosen, score
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q) - np.log1p(-q)
+
+
+def fit_set_calibration(score: np.ndarray, exact: np.ndarray, l2: float = 1.0) -> tuple[float, float]:
+    """(scale, shift) of Platt scaling on the log-odds of the set scores, against exact match, pulled towards
+    the identity (1, 0) with weight ``l2``."""
+    z = _logit(score)
+    x = np.stack([z, np.ones_like(z)], axis=1)
+    w = _newton_logistic(x, np.asarray(exact, dtype=np.float64), np.array([1.0, 0.0]), np.array([l2, l2]), 50)
+    return float(w[0]), float(w[1])
 
 
 def fit(
@@ -341,7 +387,11 @@ def fit(
         w[mask] = theta[0] * w0[mask] + theta[1:-1]
         out = prior.with_vector(w, bias=float(theta[-1]), annotated=n, source="fitted")
         p = probabilities(x, out, multiple=True)
-        return replace(out, threshold=best_threshold(p, y))
+        out = replace(out, threshold=best_threshold(p, y))
+        chosen, raw = decide(p, True, out.threshold)
+        exact = (chosen == (y > 0)).all(axis=1)
+        scale, shift = fit_set_calibration(raw, exact)
+        return replace(out, set_scale=scale, set_shift=shift)
     g = np.asarray(gold, dtype=np.int64)
     if g.shape != (n,):
         raise ValueError("gold needs one label index per task")

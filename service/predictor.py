@@ -57,11 +57,13 @@ class Prompt:
         return cls(version.text, version.examples, version.id, getattr(version, "decision", None))
 
     def weights(self, control: ChoiceControl) -> fusion.Weights:
-        """The weights this version decides ``control`` with: its own, else the defaults for its kind."""
+        """The weights this version decides ``control`` with: its own, else the defaults for its kind; without
+        the model (``model=False``) the ones fitted without its evidence."""
         stored = self._stored(control)
-        if stored:
-            return fusion.Weights.from_dict(stored["weights"])
-        return fusion.default_weights(control.label_set.multiple)
+        key = "weights" if self.model else "weights_without_model"
+        if stored and stored.get(key):
+            return fusion.Weights.from_dict(stored[key])
+        return fusion.default_weights(control.label_set.multiple, self.model)
 
     def reference(self, control: ChoiceControl) -> np.ndarray | None:
         """The model's mean label log-probabilities over the annotated tasks the weights were fitted on."""
@@ -286,7 +288,9 @@ def fused_decisions(x: np.ndarray, control: ChoiceControl, weights: fusion.Weigh
     threshold, the score the probability that the chosen set is exactly right."""
     ls = control.label_set
     probs = fusion.probabilities(x, weights, multiple=ls.multiple)
-    chosen, scores = fusion.decide(probs, ls.multiple, weights.threshold, allow_empty=ls.allow_empty)
+    chosen, scores = fusion.decide(
+        probs, ls.multiple, weights.threshold, ls.allow_empty, (weights.set_scale, weights.set_shift)
+    )
     out = []
     for i, row in enumerate(probs):
         named = {label: float(p) for label, p in zip(ls.labels, row, strict=True)}

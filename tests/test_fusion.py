@@ -217,3 +217,47 @@ def test_use_ablates_a_column():
     without = fu.probabilities(x, w, use=("knowledge",))
     assert not np.allclose(with_model, without)
     assert np.allclose(without, fu.probabilities(x, fu.Weights(knowledge=1.0)))
+
+
+def test_multilabel_set_score_is_platt_calibrated_on_the_fitted_tasks():
+    # labels that always go together: the independence product understates the chance the set is exactly right
+    rng = np.random.default_rng(7)
+    n, labels = 2000, 4
+    x = np.zeros((n, labels, fu.F))
+    t = rng.normal(size=(n, 1))
+    x[..., 0] = t + 0.05 * rng.normal(size=(n, labels))
+    y = np.repeat(rng.random((n, 1)) < 1 / (1 + np.exp(-3.0 * t)), labels, axis=1).astype(float)
+    w = fu.fit(x, y, multiple=True, prior=fu.Weights(), l2=1e-4, use=("knowledge",))
+    assert (w.set_scale, w.set_shift) != (1.0, 0.0)
+    p = fu.probabilities(x, w, multiple=True)
+    chosen, raw = fu.decide(p, True, w.threshold)
+    _, calibrated = fu.decide(p, True, w.threshold, calibration=(w.set_scale, w.set_shift))
+    exact = (chosen == (y > 0)).all(axis=1)
+    assert fu.ece(calibrated, exact) < fu.ece(raw, exact)
+    assert fu.ece(calibrated, exact) < 0.05
+    assert np.array_equal(np.argsort(calibrated, kind="stable"), np.argsort(raw, kind="stable"))  # same ranking
+
+
+def test_without_the_model_the_defaults_are_fitted_without_its_column():
+    for multiple in (False, True):
+        w = fu.default_weights(multiple, model=False)
+        assert w.model == 0.0 and w != fu.default_weights(multiple)
+    # dropping the model column under the multi-label defaults shifts every score up by about 0.72 * 3.5 nats:
+    # the no-model defaults' bias takes that shift back
+    assert fu.DEFAULT_MULTI_NO_MODEL.bias < fu.DEFAULT_MULTI.bias - 2.0
+    assert fu.Weights.from_dict({**fu.DEFAULT.to_dict()}).set_scale == 1.0
+
+
+def test_a_version_without_the_model_decides_with_its_no_model_weights():
+    from service.labeling import choices_config, parse_config
+    from service.predictor import Prompt
+
+    control = parse_config(choices_config(["a", "b"], True, "intents")).choices[0]
+    fitted = fu.Weights(knowledge=1.0, model=2.0, source="fitted", annotated=30)
+    alone = fu.Weights(knowledge=3.0, bias=-1.0, source="fitted", annotated=30)
+    record = {"intents": {"labels": ["a", "b"], "weights": fitted.to_dict(), "weights_without_model": alone.to_dict()}}
+    assert Prompt("p", decision=record).weights(control) == fitted
+    assert Prompt("p", decision=record, model=False).weights(control) == alone
+    older = {"intents": {"labels": ["a", "b"], "weights": fitted.to_dict()}}  # recorded before the no-model fit
+    assert Prompt("p", decision=older, model=False).weights(control) == fu.DEFAULT_MULTI_NO_MODEL
+    assert Prompt("p", model=False).weights(control) == fu.DEFAULT_MULTI_NO_MODEL

@@ -45,9 +45,12 @@ def decision_record(schema: ProjectSchema, tasks: list[AnnotatedTask], preds: li
                         gold[i, index[label]] = 1.0
         else:
             gold = np.array([index[t.gold[control.name][0]] for t, _ in rows], dtype=np.int64)
-        weights = fusion.fit(x, gold, multiple=control.label_set.multiple)
+        multiple = control.label_set.multiple
+        weights = fusion.fit(x, gold, multiple=multiple)
+        alone = fusion.fit(x, gold, multiple, fusion.default_weights(multiple, model=False), use=fusion.WITHOUT_MODEL)
         out[control.name] = {
             "weights": weights.to_dict(),
+            "weights_without_model": alone.to_dict(),  # how it decides when the model's evidence is off
             "reference": reference.tolist() if reference is not None and weights.source == "fitted" else None,
             "labels": list(labels),
             "annotated": len(rows),

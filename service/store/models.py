@@ -207,7 +207,7 @@ class EvaluationBase(SQLModel):
     breaks: list[int] = Field(default_factory=list, sa_type=sa.JSON)  # task ids wrong here, right under the active
     p_value: float | None = None  # one-sided exact McNemar (sign) test on fixes vs breaks
     significant: bool | None = None  # beats the active version by the agent's rule (agent.evaluate.beats)
-    outcomes: dict[str, bool] | None = Field(default=None, sa_type=sa.JSON)  # task id -> correct, for pairing
+    outcomes: dict[str, float] | None = Field(default=None, sa_type=sa.JSON)  # task id -> its F1, for pairing
     seconds: float | None = None  # how long the scoring took
 
 

@@ -13,8 +13,10 @@ from agent.evaluate import (
     folds,
     label_f1,
     mcnemar_exact,
+    paired,
     sign_test,
     split,
+    task_f1,
     tasks_needed,
 )
 from service.metrics import macro_f1
@@ -74,6 +76,34 @@ def test_correct_needs_every_answered_control_and_ignores_order() -> None:
     assert correct({"a": ["x", "y"], "b": ["z"]}, {"a": ["y", "x"]})
     assert not correct({"a": ["x"]}, {"a": ["x", "y"]})
     assert not correct({}, {"a": ["x"]})
+
+
+def test_task_f1_is_exact_match_for_one_label_and_partial_for_several() -> None:
+    assert task_f1({"a": ["x"]}, {"a": ["x"]}) == 1.0 and task_f1({"a": ["y"]}, {"a": ["x"]}) == 0.0
+    assert task_f1({"a": []}, {"a": []}) == 1.0  # nothing applies, nothing chosen: right
+    assert task_f1({"a": ["x"]}, {"a": []}) == 0.0
+    assert task_f1({"a": ["x", "y"]}, {"a": ["x", "y", "z"]}) == pytest.approx(0.8)
+    assert task_f1({"a": ["x"], "b": ["q"]}, {"a": ["x"], "b": ["r"]}) == 0.5  # mean over answered controls
+    assert paired([1.0, 0.5, 0.8, 0.0], [1.0, 0.8, 0.5, 0.0]) == ([1], [2])
+
+
+def test_compare_counts_a_partly_better_multilabel_task_as_a_fix() -> None:
+    ts = [AnnotatedTask(i, {"text": f"t{i}"}, {"intents": ["x", "y", "z"]}) for i in range(1, 9)]
+    base_preds = [{"intents": ["x"]} for _ in ts]  # one label of three on every task
+    cand_preds = [{"intents": ["x", "y"]} for _ in ts]  # two of three: still not exact anywhere
+    cand_preds[0] = {"intents": []}  # worse on task 1
+    score = lambda preds: Scored(  # noqa: E731
+        preds,
+        [correct(p, t.gold) for p, t in zip(preds, ts, strict=True)],
+        1.0,
+        10.0,
+        [task_f1(p, t.gold) for p, t in zip(preds, ts, strict=True)],
+    )
+    result = compare(score(base_preds), score(cand_preds), ts, alpha=0.05)
+    assert result.fixes == list(range(2, 9)) and result.breaks == [1]  # exact match alone sees no change at all
+    assert math.isclose(result.p_value, sign_test(1, 7)) and result.significant
+    assert result.metrics["accuracy"] == {"before": 0.0, "after": 0.0}
+    assert result.metrics["task_f1"]["after"] > result.metrics["task_f1"]["before"]
 
 
 def test_compare_reports_fixes_breaks_and_per_label_changes() -> None:

@@ -164,3 +164,13 @@ def test_the_worker_coalesces_and_re_evaluates_as_annotations_arrive(
             while callback in hooks:
                 hooks.remove(callback)
         live_eval._evaluator = None
+
+
+def test_pairing_reads_per_task_f1_and_the_older_true_false_outcomes() -> None:
+    # a multi-label version two of three right where the active one had one of three: a fix, not a tie
+    base = Evaluation(project_id="1", prompt_version_id=1, run_id="r", model_version="m", source="live",
+                      outcomes={"1": 1 / 2, "2": 1.0, "3": True, "4": False})  # fmt: skip
+    mine = {"1": 0.8, "2": 0.5, "3": 1.0, "4": 1.0, "9": 1.0}  # task 9 was not measured for the active one
+    compared = live_eval.comparison(mine, base, alpha=0.05)
+    assert compared["fixes"] == [1, 4] and compared["breaks"] == [2]
+    assert compared["compared_with_id"] == 1 and not compared["significant"]
