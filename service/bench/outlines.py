@@ -30,6 +30,7 @@ from constraints.loading import load_model
 from constraints.local import LocalEngine
 from constraints.reference import OutlinesLabeler
 from service.bench import engines as bench_engines
+from service.bench import fused as bench_fused
 from service.bench.common import (
     DEFAULT_SETS,
     PATHS,
@@ -180,6 +181,11 @@ def run_set(engine, labeler, data: LabeledSet, opts: BenchOptions) -> dict[str, 
         },
     }
     summary["targets"] = targets(summary)
+    if opts.shots and data.pool:  # the fused decision on the same tasks, the pool as its evidence
+        fused = bench_fused.measure(engine, data, opts.interactive, opts.shots, lead)
+        fused.update(bench_fused.compare(fused, p50["engine"], tasks_per_s["engine"]))
+        summary["fused"] = fused
+        log.info("%s: fused decision done", data.name)
     return summary
 
 
@@ -289,6 +295,7 @@ def markdown(report: dict[str, Any]) -> str:
         row(name, lambda s, name=name: "met" if s["targets"][name] else "**missed**")
         for name in (sets[0]["targets"] if sets else {})
     ]
+    fused_rows = _fused_rows(sets, row) if sets and all("fused" in s for s in sets) else []
     machine = (
         f"{m['cpu']}, {m['cores_logical']} logical cores, {m['memory_gb']} GB; torch {m['torch']} "
         f"({m['torch_threads']} threads), transformers {m['transformers']}, outlines {m['outlines']}, "
@@ -319,6 +326,7 @@ def markdown(report: dict[str, Any]) -> str:
         head,
         rule,
         *targets_rows,
+        *fused_rows,
         "",
         "Notes: latencies are wall-clock per call, one task per call, the paths interleaved task by task. "
         "Batch throughput of outlines is its per-task loop measured on a subset and extrapolated. Accuracy and "
@@ -334,6 +342,28 @@ def markdown(report: dict[str, Any]) -> str:
             "competed for the CPU and absolute latencies are inflated; ratios measured task by task hold better.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _fused_rows(sets: list[dict[str, Any]], row: Callable) -> list[str]:
+    """The fused decision (issue 10) beside the engine on the retrieval prompt of the same run."""
+    head = "| | " + " | ".join(f"{s['set']}" for s in sets) + " |"
+    rows = [
+        row("fused p50 / p95 s (one task through label_tasks)",
+            lambda s: f"{_f(s['fused']['interactive_p50_s'])} / {_f(s['fused']['interactive_p95_s'])}"),
+        row("fused batch tasks/s", lambda s: _f(s["fused"]["batch_tasks_per_s"], 2)),
+        row("prefill of the fused decision's zero-shot prompt, p50 s", lambda s: _f(s["fused"]["prefill_p50_s"])),
+        row("fused p50 / retrieval engine p50 (target <= 1.2)", lambda s: _f(s["fused"]["p50_over_retrieval"], 2)),
+        row("fused tasks/s / retrieval engine tasks/s (target >= 0.8)",
+            lambda s: _f(s["fused"]["batch_tasks_per_s_over_retrieval"], 2)),
+        row("fused p50 / its own prefill (target <= 1.3)", lambda s: _f(s["fused"]["p50_over_own_prefill"], 2)),
+        row("fused accuracy (pool as evidence, default weights)", lambda s: _f(s["fused"]["accuracy"])),
+    ]  # fmt: skip
+    targets_rows = [
+        row(name, lambda s, name=name: "met" if s["fused"]["targets"][name] else "**missed**")
+        for name in sets[0]["fused"]["targets"]
+    ]
+    return ["", "## The fused decision against the retrieval prompt (issue 10)", "", head,
+            "|---" * (len(sets) + 1) + "|", *rows, *targets_rows]  # fmt: skip
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

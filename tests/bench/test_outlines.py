@@ -70,6 +70,17 @@ def test_bench_summary_has_every_required_key(data_file: Path, tmp_path: Path) -
     shots = bench.load_labeled(data_file, tasks=3, seed=0, pool=3)
     few = bench.run_bench(engine, OutlinesLabeler(engine), [shots], bench.BenchOptions(2, 1, 3, shots=2), {"pool": 3})
     assert few["config"]["shots"] == 2 and few["sets"]["tiny-test"]["engine_single_vs_batch_agreement"] == 1.0
+    fused = few["sets"]["tiny-test"]["fused"]  # the whole decision path beside the retrieval prompt's engine
+    assert fused["pool"] == 3 and fused["interactive_p95_s"] >= fused["interactive_p50_s"] > 0
+    assert fused["batch_tasks_per_s"] > 0 and 0 <= fused["accuracy"] <= 1
+    assert fused["p50_over_own_prefill"] == pytest.approx(fused["interactive_p50_s"] / fused["prefill_p50_s"])
+    assert fused["p50_over_retrieval"] == pytest.approx(
+        fused["interactive_p50_s"] / few["sets"]["tiny-test"]["interactive_p50_s"]["engine"]
+    )
+    assert "fused" not in report["sets"]["tiny-test"]  # zero-shot run: nothing to compare with
+    assert "The fused decision against the retrieval prompt" in bench.markdown(
+        {**few, "config": {**report["config"], **few["config"]}}
+    )
 
     s = report["sets"]["tiny-test"]
     assert s["labels"] == 3 and s["tasks"] == 6
