@@ -263,6 +263,11 @@ function metricsTable(m, pool) {
     ["Validation", validationText(m), "metric-validation"],
     ["Fixes / breaks", `${(m.fixes || []).length} fixed, ${(m.breaks || []).length} broken`, "metric-fixes"],
   ];
+  const f1 = m.task_f1, acc = m.accuracy || {};
+  if (f1 && (f1.before !== acc.before || f1.after !== acc.after)) {
+    // multiple choice: the test pairs tasks by their F1, so a partly better answer shows here, not in accuracy
+    rows.splice(1, 0, ["Mean F1 per task (what the test pairs)", beforeAfter(f1, pct), "metric-task-f1"]);
+  }
   if (m.prompt_tokens) {
     rows.push(["Prompt tokens per task", `${m.prompt_tokens.before} → ${m.prompt_tokens.after}`, "metric-tokens"]);
   }

@@ -114,6 +114,8 @@ def test_review_page_accept_reject_and_rollback(served: Served, browser: WebDriv
         shown = before_after(card.find_element(By.CSS_SELECTOR, f"{row} td").text)
         assert shown == pytest.approx((m[key]["before"], m[key]["after"]), abs=0.0006)
     assert m["accuracy"]["after"] > m["accuracy"]["before"]
+    assert m["task_f1"] == m["accuracy"]  # single choice: F1 per task is exact match, so no extra row
+    assert not card.find_elements(By.CSS_SELECTOR, "tr.metric-task-f1")
     significance = card.find_element(By.CSS_SELECTOR, "tr.metric-p td").text
     assert significance.startswith("significant: p = ") and "McNemar" in significance
     fixes = card.find_element(By.CSS_SELECTOR, "tr.metric-fixes td").text
