@@ -107,3 +107,25 @@ def test_phrase_evidence_never_learns_a_task_from_its_own_correction() -> None:
     [own, other] = phrase_evidence({"pool": pool}, SCHEMA, CONTROL, datas, set(), [1, 7])
     assert own == [] and other == [(3, 9, "date", 1.0)]
     assert phrase_evidence({"pool": pool}, SCHEMA, CONTROL, datas, {1, 2}, None) is None
+
+
+def test_simulate_scores_the_service_decision_beside_the_tagger_and_the_dictionary(tiny_engine) -> None:
+    from agent.simulate_spans import SpanRow, run_spans
+
+    def row(text: str, *spans: tuple[str, str]) -> SpanRow:
+        return SpanRow(text, tuple(sorted((text.index(t), text.index(t) + len(t), x) for t, x in spans)))
+
+    train = [
+        row("2 adults from Thursday", ("2", "adults"), ("Thursday", "date_from")),
+        row("staying 2 nights", ("2 nights", "date_period")),
+        row("is 2 too many", ("2", "adults")),
+        row("we are 3 adults", ("3", "adults")),
+    ]
+    heldout = [row("5 adults on Thursday", ("5", "adults"), ("Thursday", "date_from")), row("hello there")]
+    summary = run_spans(tiny_engine, train, heldout, [0, 4], latency_tasks=0, log=lambda _: None)
+    last = summary["rounds"][-1]
+    # the tagger alone: "5" before "adults" (a digit run like "2" and "3"), "Thursday" as corrected
+    assert summary["final_phrases_only_span_f1"] == 1.0 == last["phrases_only"]["span_f1"]
+    assert last["baselines"]["dictionary_span_f1"] == 0.6667  # "5" was never corrected
+    assert summary["final_heldout_span_f1"] == last["heldout_span_f1"] == 1.0  # the phrases win their overlaps
+    assert set(last["span_f1_by_min_score"]) == {"0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"}
