@@ -3,7 +3,8 @@
 A pool entry of a version's ``examples`` may carry ``"spans": {control: [[label, text], ...]}`` (text order):
 a corrected task's spans. A Labels control's query gets the ``k`` nearest such entries (MiniLM, like the
 Choices demonstrations) rendered as ``Text:\\n<text>\\n<Control>:\\n<label>: <span>...``, then the model
-writes the task's own lines under the span constraint (``constraints.spans``).
+writes the task's own lines under the span constraint (``constraints.spans``). The same entries teach the
+phrase tagger (``service.span_phrases``), whose spans come first; the model's confident ones fill the rest.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def decide_spans(
     evidence: list[Evidence | None] | None = None,
 ) -> list[SpanOutcome]:
     """Each task's spans under ``template``: exact substrings, labels from the control's set; fused with the
-    task's dictionary ``evidence`` when it has any (None: the model alone)."""
+    task's phrase ``evidence`` from the corrections when it has any (None: the model alone)."""
     if not hasattr(engine, "tag_spans"):
         raise BadInput(f"the {engine.name} engine does not tag spans (Labels '{control.name}'); use the local engine")
     obj = schema.object_for(control.to_name)
