@@ -2,10 +2,10 @@
 
 The annotator's corrections become the prompt version's demonstration pool (each corrected task with its
 spans; a task retrieves its nearest ones by MiniLM, as Choices retrieval does), and the held-out tasks are
-tagged through the one decision path (``prepare`` / ``decide``): the model's spans fused with the
-corrections' phrases (``service.span_decisions``), the ``heldout_*`` figures. Next to it, on the same
-corrections, the dictionary baseline (``service.span_dictionary``), the model alone (its spans as written)
-and the model alone above other probability thresholds.
+tagged through the one decision path (``prepare`` / ``decide``): the corrections' phrases (``service.span_phrases``)
+with the model's spans in their silences (``service.span_decisions``), the ``heldout_*`` figures. Next to it, on
+the same corrections, the dictionary baseline (``service.span_dictionary``), the phrase tagger alone, the model
+alone (its spans as written) and both at other thresholds on the model's probability.
 Held-out tasks are never in the pool.
 """
 
@@ -77,7 +77,7 @@ def pool(rows: list[SpanRow]) -> list[dict[str, Any]]:
     ]
 
 
-THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def _scored(result: list[dict]) -> list[tuple[tuple[int, int, str], float]]:
@@ -135,6 +135,7 @@ def run_spans(
         model = [[s for s, _ in task] for task in scored]
         dictionary = Dictionary(p for r in seen for p in r.pairs)
         by_dict = [dictionary.occurrences(r.text) for r in heldout]
+        phrases = [[f[:3] for f in c.span_evidence.get(CONTROL) or []] for c in contexts]
         fused = []  # the service's decision: the same function /predict applies
         for task, pred, ctx in zip(tasks, preds, contexts, strict=True):
             found = ctx.span_evidence.get(CONTROL)
@@ -145,7 +146,7 @@ def run_spans(
         curve = {
             str(t): {
                 "model": _figures(heldout, [_above(m, t) for m in scored])["span_f1"],
-                "fused": _figures(heldout, [fuse(_above(m, t), d) for m, d in zip(scored, by_dict, strict=True)])[
+                "fused": _figures(heldout, [fuse(p, _above(m, t)) for m, p in zip(scored, phrases, strict=True)])[
                     "span_f1"
                 ],
             }
@@ -160,6 +161,7 @@ def run_spans(
             "corrections": n,
             **{f"heldout_{key}": v for key, v in _figures(heldout, fused).items()},
             "model_only": _figures(heldout, model),
+            "phrases_only": _figures(heldout, phrases),
             "span_f1_by_min_score": curve,
             "baselines": {f"dictionary_{key}": v for key, v in _figures(heldout, by_dict).items()},
             "dictionary_phrases": len(dictionary),
@@ -175,6 +177,7 @@ def run_spans(
             f"partial {row['heldout_span_f1_partial']:.3f}; "
             f"dictionary {base['dictionary_span_f1']:.3f} / {base['dictionary_span_f1_partial']:.3f}; "
             f"model alone {row['model_only']['span_f1']:.3f} / {row['model_only']['span_f1_partial']:.3f}; "
+            f"phrases alone {row['phrases_only']['span_f1']:.3f} / {row['phrases_only']['span_f1_partial']:.3f}; "
             f"{row['batch_tasks_per_s']:.2f} tasks/s, p50 {row['interactive_p50_s']} s"
         )
     last, first = out_rounds[-1], out_rounds[0]
@@ -193,6 +196,8 @@ def run_spans(
         "final_heldout_span_f1_partial": last["heldout_span_f1_partial"],
         "final_model_only_span_f1": last["model_only"]["span_f1"],
         "final_model_only_span_f1_partial": last["model_only"]["span_f1_partial"],
+        "final_phrases_only_span_f1": last["phrases_only"]["span_f1"],
+        "final_phrases_only_span_f1_partial": last["phrases_only"]["span_f1_partial"],
         "baselines": {
             "default_prompt": first["heldout_span_f1"],
             "dictionary_span_f1": last["baselines"]["dictionary_span_f1"],

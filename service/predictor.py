@@ -26,7 +26,7 @@ from service import evidence, fusion
 from service.demonstrations import answer_lead, examples_for
 from service.labeling import ChoiceControl, ProjectSchema, ValueControl
 from service.prompting import build_query, render_value, shown_prompt
-from service.span_decisions import decide_spans, dictionary_evidence, span_shots
+from service.span_decisions import decide_spans, phrase_evidence, span_shots
 from service.store.models import PredictionCreate, as_task_id
 
 
@@ -176,7 +176,7 @@ def prepare(
         for c in schema.spans
         if "{examples}" in prompt.text
     }
-    span_known = {c.name: dictionary_evidence(prompt.examples, schema, c, datas, exclude, own) for c in schema.spans}
+    span_known = {c.name: phrase_evidence(prompt.examples, schema, c, datas, exclude, own) for c in schema.spans}
     return [
         TaskContext(
             shots=shots[i] if shots else "",

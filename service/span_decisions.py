@@ -3,7 +3,8 @@
 A pool entry of a version's ``examples`` may carry ``"spans": {control: [[label, text], ...]}`` (text order):
 a corrected task's spans. A Labels control's query gets the ``k`` nearest such entries (MiniLM, like the
 Choices demonstrations) rendered as ``Text:\\n<text>\\n<Control>:\\n<label>: <span>...``, then the model
-writes the task's own lines under the span constraint (``constraints.spans``).
+writes the task's own lines under the span constraint (``constraints.spans``). The same entries teach the
+phrase tagger (``service.span_phrases``), whose spans come first; the model's confident ones fill the rest.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from service import spans
 from service.demonstrations import retrieve, title
 from service.labeling import ProjectSchema, SpanControl
 from service.prompting import build_query, task_text
-from service.span_dictionary import Dictionary
 from service.span_fusion import fuse
+from service.span_phrases import PhraseTagger, locate
 
-FUSED_MIN_SCORE = 0.3
-Evidence = list[tuple[int, int, str, float]]  # dictionary spans of one task: (start, end, label, share)
+FUSED_MIN_SCORE = 0.5  # the model's spans below this probability are dropped when the corrections tag any
+Evidence = list[tuple[int, int, str, float]]  # the corrections' phrases in one task: (start, end, label, share)
 
 
 @dataclass
@@ -62,7 +63,7 @@ def span_shots(
     return ["".join(render(pool[i], schema, control, lead) for i in idx) for idx in chosen]
 
 
-def dictionary_evidence(
+def phrase_evidence(
     examples: dict[str, Any] | None,
     schema: ProjectSchema,
     control: SpanControl,
@@ -70,18 +71,22 @@ def dictionary_evidence(
     exclude: set[int],
     own: list[int | None] | None,
 ) -> list[Evidence] | None:
-    """Each task's dictionary spans from the pool's corrected spans (never its own entry); None without any.
-    Text objects only: a HyperText's spans are the model's."""
+    """Each task's phrases tagged by the pool's corrections (``service.span_phrases``; never from its own
+    entry); None without any. Text objects only: a HyperText's spans are the model's."""
     pool = span_pool(examples, control, exclude)
     obj = schema.object_for(control.to_name)
     if not pool or obj.tag != "text":
         return None
+    entries = [(e.get("task_id"), e["text"], locate(e["text"], e["spans"][control.name])) for e in pool]
+    shared = PhraseTagger.learn((text, found) for _, text, found in entries)
+    ids = {task_id for task_id, _, _ in entries}
     out = []
     for i, data in enumerate(datas):
         mine = own[i] if own is not None else None
-        dictionary = Dictionary(tuple(p) for e in pool if e.get("task_id") != mine for p in e["spans"][control.name])
-        text = "" if data.get(obj.value_key) is None else str(data.get(obj.value_key))
-        out.append([(a, b, label, dictionary.share(text[a:b])) for a, b, label in dictionary.occurrences(text)])
+        tagger = shared
+        if mine is not None and mine in ids:
+            tagger = PhraseTagger.learn((text, found) for task_id, text, found in entries if task_id != mine)
+        out.append(tagger.tag("" if data.get(obj.value_key) is None else str(data.get(obj.value_key))))
     return out
 
 
@@ -95,7 +100,7 @@ def decide_spans(
     evidence: list[Evidence | None] | None = None,
 ) -> list[SpanOutcome]:
     """Each task's spans under ``template``: exact substrings, labels from the control's set; fused with the
-    task's dictionary ``evidence`` when it has any (None: the model alone)."""
+    task's phrase ``evidence`` from the corrections when it has any (None: the model alone)."""
     if not hasattr(engine, "tag_spans"):
         raise BadInput(f"the {engine.name} engine does not tag spans (Labels '{control.name}'); use the local engine")
     obj = schema.object_for(control.to_name)
@@ -115,16 +120,18 @@ def decide_spans(
 def fused_regions(
     control: SpanControl, value: Any, regions: list[dict], found: Evidence
 ) -> tuple[list[dict], list[str]]:
-    """The model's regions of at least ``FUSED_MIN_SCORE``, then dictionary spans in the model's silences."""
+    """The corrections' phrases, then the model's regions of at least ``FUSED_MIN_SCORE`` in their silences."""
     kept = [r for r in regions if r["score"] >= FUSED_MIN_SCORE]
     model = [(r["value"]["start"], r["value"]["end"], r["value"][control.kind][0]) for r in kept]
     text = "" if value is None else str(value)
     share = {(a, b, label): p for a, b, label, p in found}
+    chosen = fuse([f[:3] for f in found], model)
     out = []
-    for n, (a, b, label) in enumerate(fuse(model, [(a, b, label) for a, b, label, _ in found])):
-        region = next((r for r in kept if (r["value"]["start"], r["value"]["end"]) == (a, b)), None)
-        if region is None:
+    for n, (a, b, label) in enumerate(chosen):
+        if (a, b, label) in share:
             region = spans.text_region(control, n, a, b, text[a:b], label, share[(a, b, label)])
             region["meta"] = {"text": ["from corrections"]}
+        else:
+            region = next(r for r in kept if (r["value"]["start"], r["value"]["end"]) == (a, b))
         out.append({**region, "id": f"{control.name}-{n}"})
-    return out, [spans.span_key(a, b, label) for a, b, label in fuse(model, [f[:3] for f in found])]
+    return out, [spans.span_key(a, b, label) for a, b, label in chosen]

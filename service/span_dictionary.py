@@ -23,12 +23,7 @@ class Dictionary:
             if text.strip():
                 votes[text][label] += 1
         self.labels = {text: counts.most_common(1)[0][0] for text, counts in votes.items()}
-        self.shares = {text: counts.most_common(1)[0][1] / sum(counts.values()) for text, counts in votes.items()}
         self.phrases = sorted(self.labels, key=lambda t: (-len(t), t))
-
-    def share(self, phrase: str) -> float:
-        """The share of the phrase's corrections that gave it its label."""
-        return self.shares.get(phrase, 0.0)
 
     def __len__(self) -> int:
         return len(self.labels)
