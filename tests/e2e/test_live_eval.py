@@ -88,8 +88,12 @@ def test_a_typed_prompt_is_measured_on_the_annotated_tasks_and_accepted(
     )
     assert evaluation["trigger"] == "typed" and evaluation["compared_with_id"] == active_id
     assert set(evaluation["fixes"]) | set(evaluation["breaks"]) <= set(task_ids)
-    gain = (len(evaluation["fixes"]) - len(evaluation["breaks"])) / N_TASKS
-    assert abs(evaluation["accuracy"] - evaluation["compared_accuracy"] - gain) < 1e-9
+    # multiple choice: pairs are tasks whose F1 changed, so every task whose exact match changed is among them
+    changed = len(evaluation["fixes"]) + len(evaluation["breaks"])
+    assert abs(evaluation["accuracy"] - evaluation["compared_accuracy"]) <= changed / N_TASKS + 1e-9
+    outcomes = evaluation.get("outcomes") or {}
+    assert all(float(outcomes[str(t)]) > 0 for t in evaluation["fixes"] if str(t) in outcomes)
+    assert all(float(outcomes[str(t)]) < 1 for t in evaluation["breaks"] if str(t) in outcomes)
     history = {v["id"]: v for v in _get(prompter_server, f"/projects/{pid}/prompts")}
     assert history[typed_id]["evaluation"]["id"] == evaluation["id"]  # what the review page's history shows
     assert _get(prompter_server, "/metrics")["evaluations"]["ok"] >= 2
