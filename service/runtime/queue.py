@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from constraints.errors import BadInput, Unavailable
+from constraints.errors import Unavailable
 from service.predictor import TaskPrediction
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,12 @@ RunBatch = Callable[[Any, list[dict], list[Any]], list[TaskPrediction]]
 
 
 def rank(priority: str) -> int:
-    """The queue order of a priority name (lower first); BadInput for an unknown name."""
+    """The queue order of a priority name (lower first). Names come from the service's own code, never from a
+    request, so an unknown one is a bug: ValueError (a 500), not a 4xx blaming the caller."""
     try:
         return RANK[priority]
     except KeyError:
-        raise BadInput(f"unknown priority {priority!r}; use one of {sorted(RANK, key=RANK.get)}") from None
+        raise ValueError(f"unknown priority {priority!r}; use one of {sorted(RANK, key=RANK.get)}") from None
 
 
 @dataclass

@@ -139,8 +139,9 @@ def test_calls_run_in_the_worker_in_priority_order() -> None:
     assert batcher.submit("k", tasks(3)).result(5)[0].labels["k"] == ["3"]  # the worker lives on
 
 
-def test_an_unknown_priority_is_bad_input() -> None:
+def test_an_unknown_priority_is_a_programming_error_not_bad_input() -> None:
     batcher = MicroBatcher(Recorder(), batch_size=2, max_pending=2)
-    with pytest.raises(BadInput, match="unknown priority 'urgent'"):
+    with pytest.raises(ValueError, match="unknown priority 'urgent'") as raised:
         batcher.submit("k", tasks(1), priority="urgent")  # type: ignore[arg-type]
+    assert not isinstance(raised.value, BadInput)  # BadInput becomes a 4xx blaming the request
     assert batcher.pending == 0
