@@ -127,13 +127,21 @@ def _pct(p: float) -> str:
     return f"{100 * p:.0f}%"
 
 
-def decision_line(control: ChoiceControl, labels: list[str], probs: dict[str, float]) -> str:
-    """ "intent: PayBill 86%; runner-up CheckAccountBalance 9%"."""
+def decision_line(
+    control: ChoiceControl, labels: list[str], probs: dict[str, float], threshold: float | None = None
+) -> str:
+    """ "intent: PayBill 86%; runner-up CheckAccountBalance 9%". Multiple choice, where each probability is that
+    the label applies and a label is chosen from ``threshold`` up: "intents: a 91%, b 40% (chosen from 25%);
+    highest not chosen c 12%"."""
     ranked = sorted(probs.items(), key=lambda kv: -kv[1])
     most_first = sorted(labels, key=lambda x: -probs.get(x, 0.0))
     chosen = ", ".join(f"{x} {_pct(probs.get(x, 0.0))}" for x in most_first) or "no label chosen"
+    multiple = control.label_set.multiple and threshold is not None
+    if multiple:
+        chosen += f" (chosen from {_pct(threshold)})"
     others = [(x, p) for x, p in ranked if x not in labels]
-    runner = f"; runner-up {others[0][0]} {_pct(others[0][1])}" if others else ""
+    lead = "highest not chosen" if multiple else "runner-up"
+    runner = f"; {lead} {others[0][0]} {_pct(others[0][1])}" if others else ""
     return f"{control.name}: {chosen}{runner}"
 
 
@@ -186,7 +194,8 @@ def explain_predictions(
         for control in schema.choices:
             nearest, stood = per_control[control.name]
             probs = (prediction.probs or {}).get(control.name, {})
-            lines.append(decision_line(control, prediction.labels.get(control.name, []), probs))
+            threshold = prompt.weights(control).threshold
+            lines.append(decision_line(control, prediction.labels.get(control.name, []), probs, threshold))
             lines.append(nearest_line(nearest[i], task_ids[i]))
             line = standing_line(stood)
             lines.append(line if len(schema.choices) == 1 else f"{control.name}, {line}")

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from service import fusion
 from service.labeling import parse_config
 from service.prompting import task_text
 from service.settings import settings
@@ -63,7 +64,11 @@ def test_without_annotations_the_response_explains_the_labels_and_says_there_is_
     assert lines[0].startswith("intent: ")
     for label in chosen:  # every chosen label, with a percentage
         assert re.search(rf"\b{label} \d+%", lines[0]), lines[0]
-    runner = re.search(r"runner-up (\w+) (\d+)%", lines[0])
+    (control,) = parse_config(ls["setup"]["schema"], settings.prompt_prefix, settings.response_name).choices
+    assert control.label_set.multiple  # the captured llm_interactive config: each label applies or not
+    threshold = f"(chosen from {100 * fusion.DEFAULT_MULTI.threshold:.0f}%)"  # a fresh project's defaults
+    assert threshold in lines[0], lines[0]
+    runner = re.search(r"highest not chosen (\w+) (\d+)%", lines[0])
     assert runner and runner.group(1) not in chosen
     assert lines[1] == "nearest annotated task: none yet (no corrections in this prompt's pool)"
     assert lines[2] == "no annotated tasks to measure this prompt against yet"
@@ -148,3 +153,21 @@ def test_generate_mode_writes_the_models_free_text_and_both_mode_adds_the_explan
 def test_bulk_predictions_get_no_response_unless_configured(client: TestClient, ls: dict) -> None:
     results = client.post("/predict", json=ls["predict_batch"]).json()["results"]
     assert all(r["from_name"] != "response" for result in results for r in result["result"])
+
+
+MULTI = """<View><Text name="text" value="$text"/>
+<Choices name="intents" toName="text" choice="multiple">
+<Choice value="a"/><Choice value="b"/><Choice value="c"/></Choices>
+</View>"""
+
+
+def test_a_multi_label_line_states_the_threshold_its_labels_were_chosen_from() -> None:
+    from service.explain import decision_line
+
+    (control,) = parse_config(MULTI, settings.prompt_prefix, settings.response_name).choices
+    probs = {"a": 0.91, "b": 0.40, "c": 0.12}
+    assert decision_line(control, ["a", "b"], probs, 0.25) == (
+        "intents: a 91%, b 40% (chosen from 25%); highest not chosen c 12%"
+    )
+    none = decision_line(control, [], probs, 0.95)
+    assert none == "intents: no label chosen (chosen from 95%); highest not chosen a 91%"
