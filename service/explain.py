@@ -127,16 +127,14 @@ def _pct(p: float) -> str:
     return f"{100 * p:.0f}%"
 
 
-def decision_line(
-    control: ChoiceControl, labels: list[str], probs: dict[str, float], threshold: float | None = None
-) -> str:
+def decision_line(control: ChoiceControl, labels: list[str], probs: dict[str, float], threshold: float) -> str:
     """ "intent: PayBill 86%; runner-up CheckAccountBalance 9%". Multiple choice, where each probability is that
-    the label applies and a label is chosen from ``threshold`` up: "intents: a 91%, b 40% (chosen from 25%);
-    highest not chosen c 12%"."""
+    the label applies and a label is chosen from ``threshold`` up (the version's weights): "intents: a 91%, b 40%
+    (chosen from 25%); highest not chosen c 12%"."""
     ranked = sorted(probs.items(), key=lambda kv: -kv[1])
     most_first = sorted(labels, key=lambda x: -probs.get(x, 0.0))
     chosen = ", ".join(f"{x} {_pct(probs.get(x, 0.0))}" for x in most_first) or "no label chosen"
-    multiple = control.label_set.multiple and threshold is not None
+    multiple = control.label_set.multiple
     if multiple:
         chosen += f" (chosen from {_pct(threshold)})"
     others = [(x, p) for x, p in ranked if x not in labels]
@@ -188,13 +186,13 @@ def explain_predictions(
     for control in schema.choices:
         chosen = [p.labels.get(control.name, []) for p in predictions]
         nearest = nearest_annotated(schema, control, prompt, datas, chosen)
-        per_control[control.name] = (nearest, standing(session, project_id, prompt.version_id, control.name))
+        stood = standing(session, project_id, prompt.version_id, control.name)
+        per_control[control.name] = (nearest, stood, prompt.weights(control).threshold)
     for i, prediction in enumerate(predictions):
         lines = []
         for control in schema.choices:
-            nearest, stood = per_control[control.name]
+            nearest, stood, threshold = per_control[control.name]
             probs = (prediction.probs or {}).get(control.name, {})
-            threshold = prompt.weights(control).threshold
             lines.append(decision_line(control, prediction.labels.get(control.name, []), probs, threshold))
             lines.append(nearest_line(nearest[i], task_ids[i]))
             line = standing_line(stood)

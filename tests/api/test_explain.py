@@ -171,3 +171,5 @@ def test_a_multi_label_line_states_the_threshold_its_labels_were_chosen_from() -
     )
     none = decision_line(control, [], probs, 0.95)
     assert none == "intents: no label chosen (chosen from 95%); highest not chosen a 91%"
+    (single,) = parse_config(MULTI.replace(' choice="multiple"', ""), settings.prompt_prefix, "response").choices
+    assert decision_line(single, ["a"], probs, 0.5) == "intents: a 91%; runner-up b 40%"  # no threshold said
